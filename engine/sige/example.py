@@ -106,3 +106,41 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def efficiency(
+    model_cfg: dict,
+    edit: dict,
+    component: str | None,
+    variants: list[str],
+    timing,
+    device: str,
+    dtype: torch.dtype,
+    weights: str | None = None,
+) -> list[dict]:
+    """Benchmark-contract rows for the example conv (random weights) on a mask edit."""
+    from sige.bench import measure_variants
+    from sige.data import data_path
+    from sige.edits import synthetic_stroke_mask
+
+    H, W = model_cfg.get("resolution", (256, 256))
+    if edit["kind"] == "mask":
+        mask = np.load(data_path(edit["manifest"], edit["mask"]))
+    elif edit["kind"] == "synthetic":
+        mask = synthetic_stroke_mask(H, W, float(edit["area"]), int(edit["seed"]))
+    elif edit["kind"] == "custom" and edit.get("mask"):
+        mask = np.load(edit["mask"])
+    else:
+        raise ValueError(f"the engine example needs a mask edit (engine_example, synthetic, custom with mask=...), "
+                         f"got {edit['name']!r}")  # fmt: skip
+    if weights:
+        raise ValueError("the engine example has no checkpoint; it always runs with random weights")
+    m = torch.from_numpy(mask).bool().to(device)
+    gen = torch.Generator().manual_seed(0)
+    original = torch.randn(1, 16, *m.shape, generator=gen).to(device, dtype)
+    edited = original + (torch.randn(1, 16, *m.shape, generator=gen).to(device, dtype) * m)
+    model = ExampleModel().to(device, dtype).eval()
+    rows = measure_variants(model, (original,), (edited,), {tuple(m.shape): m}, variants, timing, device)
+    for r in rows:
+        r["edited_fraction"] = round(float(m.float().mean()), 6)
+    return rows

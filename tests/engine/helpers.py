@@ -27,8 +27,10 @@ class ConvModel(SIGEModel):
         if self.mode == "full":
             h = self.gather(x)
             if self.scale is not None:
-                h = activation(h, self.act) * self.scale + self.shift if self.act_first else activation(
-                    h * self.scale + self.shift, self.act
+                h = (
+                    activation(h, self.act) * self.scale + self.shift
+                    if self.act_first
+                    else activation(h * self.scale + self.shift, self.act)
                 )
             else:
                 h = activation(h, self.act)

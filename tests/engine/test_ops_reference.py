@@ -112,7 +112,9 @@ def test_scatter_and_scatter_gather_match_loops(H, W, B, k, s, n, residual, seed
         smap = ops.get_scatter_map(Ho, Wo, block, (k, k), (p, p), (s, s), idx)
         scale = torch.rand(1, C, 1, 1, generator=g)
         got = ops.scatter_gather(tiles, base, block, idx, smap, scale, None, "swish")
-        want = loop_gather(loop_scatter(base, tiles, idx, (p, p), (1, 1), None), block, idx, scale, None, "swish", False)
+        want = loop_gather(
+            loop_scatter(base, tiles, idx, (p, p), (1, 1), None), block, idx, scale, None, "swish", False
+        )
         torch.testing.assert_close(got, want)
 
 

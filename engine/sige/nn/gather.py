@@ -76,10 +76,10 @@ class Gather(SIGEModule):
                 "run a full pass at this resolution first"
             )
         if self.mode == "profile":
-            return profile_blocks(x, indices.shape[0] * x.shape[0], self.block_size, scale, shift, self.activation_name)
-        return ops.gather(
-            x, self.block_size, indices, scale, shift, self.activation_name, self.activation_first
-        )
+            # python ints, so a JIT trace records no shape arithmetic (which torchprofile would count as a MAC)
+            n = int(indices.shape[0]) * int(x.shape[0])
+            return profile_blocks(x, n, self.block_size, scale, shift, self.activation_name)
+        return ops.gather(x, self.block_size, indices, scale, shift, self.activation_name, self.activation_first)
 
     def set_mask(self, masks: Mapping[tuple[int, int], torch.Tensor], cache: dict, timestamp: int) -> None:
         if self.timestamp == timestamp:
@@ -125,7 +125,7 @@ def profile_blocks(
     """Placeholder ``[n, C, *block]`` tensor that keeps the traced graph connected to ``x`` and counts the
     same element-wise work (scale multiply, activation) as the original engine's profile mode."""
     fill = x.reshape(-1)[0] if x.numel() else x.sum()
-    out = torch.full((n, x.shape[1], *block), 0.0, dtype=x.dtype, device=x.device) + fill
+    out = torch.full((n, int(x.shape[1]), *block), 0.0, dtype=x.dtype, device=x.device) + fill
     if scale is not None:
         out = out * scale.reshape(-1)[0]
     if shift is not None:

@@ -12,7 +12,9 @@ from torch import nn
 
 
 def group_norm_scale_shift(
-    x: torch.Tensor, norm: nn.GroupNorm | nn.InstanceNorm2d | None = None, num_groups: int | None = None,
+    x: torch.Tensor,
+    norm: nn.GroupNorm | nn.InstanceNorm2d | None = None,
+    num_groups: int | None = None,
     eps: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(scale, shift)`` of shape ``[B, C, 1, 1]`` with ``norm(x) == x*scale + shift`` for this ``x``.
@@ -33,7 +35,9 @@ def group_norm_scale_shift(
     elif norm is None and num_groups is not None:
         groups, eps = num_groups, 1e-5 if eps is None else eps
     else:
-        raise TypeError(f"unsupported norm {type(norm).__name__}; give an nn.GroupNorm, nn.InstanceNorm2d or num_groups")
+        raise TypeError(
+            f"unsupported norm {type(norm).__name__}; give an nn.GroupNorm, nn.InstanceNorm2d or num_groups"
+        )
     if C % groups:
         raise ValueError(f"{C} channels do not split into {groups} groups")
     xf = x.float().reshape(B, groups, -1)

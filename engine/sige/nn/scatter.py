@@ -116,9 +116,13 @@ class CachedOutput(SIGEModule):
         return indices
 
 
+def _first(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(-1)[0] if t.numel() else t.sum()
+
+
 def _profile_map(x: torch.Tensor, like: torch.Tensor, residual: torch.Tensor | None) -> torch.Tensor:
-    fill = x.reshape(-1)[0] if x.numel() else x.sum()
-    out = torch.zeros(like.shape, dtype=x.dtype, device=x.device) + fill
+    """Shape-correct stand-in for a scatter's output that keeps the traced graph connected (adds count 0)."""
+    out = torch.zeros(like.shape, dtype=x.dtype, device=x.device) + _first(x)
     return out if residual is None else out + residual
 
 
@@ -147,7 +151,9 @@ class Scatter(CachedOutput):
         base = self._base()
         self._check_tiles(x, gather, base.shape[0])
         if residual is not None and residual.shape != base.shape:
-            raise ValueError(f"{self._label()}: residual has shape {tuple(residual.shape)}, expected {tuple(base.shape)}")
+            raise ValueError(
+                f"{self._label()}: residual has shape {tuple(residual.shape)}, expected {tuple(base.shape)}"
+            )
         if self.mode == "profile":
             return _profile_map(x, base, residual)
         geo = gather.geometry
@@ -195,8 +201,8 @@ class ScatterWithBlockResidual(CachedOutput):
         orig_res = self.original_residuals[self.cache_id]
         self._check_tiles(x, main, base.shape[0])
         self._check_tiles(residual, short, base.shape[0], "shortcut tiles")
-        if self.mode == "profile":
-            return _profile_map(x, base, None)
+        if self.mode == "profile":  # the shortcut tiles must stay in the traced graph
+            return _profile_map(x + _first(residual), base, None)
         mg, sg = main.geometry, short.geometry
         writes: list[Write] = [
             (main.active_indices, mg.tile_size, mg.offset, mg.conv_stride),

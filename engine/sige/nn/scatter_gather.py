@@ -66,7 +66,7 @@ class ScatterGather(CachedOutput):
         if self.scatter_map is None:
             raise RuntimeError(f"{self._label()}: call model.set_masks(...) before sparse or profile forwards")
         if self.mode == "profile":
-            return profile_blocks(x, x.shape[0], gather.block_size, scale, shift, self.activation_name)
+            return profile_blocks(x, int(x.shape[0]), gather.block_size, scale, shift, self.activation_name)
         out = ops.scatter_gather(
             x, base, gather.block_size, indices, self.scatter_map, scale, shift,
             self.activation_name, self.activation_first,

@@ -22,9 +22,7 @@ from sige.nn.base import SIGEModel
 FUSED_ATTENTION_OPS = ("aten::scaled_dot_product_attention",)
 
 
-def profile_macs(
-    model: nn.Module, inputs: Any, exclude_ops: Sequence[str] = (), kwargs: dict | None = None
-) -> int:
+def profile_macs(model: nn.Module, inputs: Any, exclude_ops: Sequence[str] = (), kwargs: dict | None = None) -> int:
     """torchprofile MAC count of ``model(*inputs, **kwargs)``; ops named in ``exclude_ops`` count 0."""
     from torchprofile import profile_macs as _tp_profile_macs
 

@@ -1,0 +1,49 @@
+# Two commands on a fresh clone:  make reproduce-table   and   make test
+# Override the interpreter or the torch build, e.g.
+#   make test PYTHON=python3.11
+#   make test TORCH_SPEC="torch==2.14.1 torchvision==0.29.1" TORCH_INDEX=https://download.pytorch.org/whl/cpu
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+TORCH_INDEX ?=
+EXTRAS ?= test,figures
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.sige-installed
+SOURCES := pyproject.toml $(wildcard setup.py) $(shell find engine/csrc -type f 2>/dev/null)
+export SIGE_DATA_MIRROR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+
+.PHONY: install test lint reproduce-table bench-engine figures clean-venv
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first (the native kernels build against it without build isolation), then the project.
+$(STAMP): $(PY) $(SOURCES)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),) $(TORCH_SPEC)
+	$(PIP) install -q --no-build-isolation -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+reproduce-table: $(STAMP)
+	$(PY) scripts/reproduce_table.py $(if $(QUICK),--quick,) $(if $(FORCE),--force,)
+
+bench-engine: $(STAMP)
+	$(PY) scripts/bench_engine.py
+
+figures: $(STAMP)
+	$(PY) scripts/make_figures.py
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,205 @@
+"""Benchmark plumbing shared by every subproject: measuring a SIGEModel's variants and writing rows.
+
+Every row follows the benchmark contract of docs/architecture.md: what was measured (model,
+component, edit, variant, MACs, latency median/min/max, peak memory, edited and active fractions)
+and how (threads, device, dtype, weights, backend, settings, command, machine, torch and code
+version, time).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sige import backends
+from sige.mask import num_blocks
+from sige.nn.base import SIGEModel
+from sige.nn.gather import Gather
+from sige.profile import macs, measure_latency, peak_memory_mb
+
+COLUMNS = [
+    "model", "component", "edit", "variant", "macs", "latency_ms", "latency_ms_min", "latency_ms_max",
+    "peak_mem_mb", "edited_fraction", "active_fraction", "threads", "device", "dtype", "weights",
+    "backend", "block_grid", "settings", "settings_key", "command", "machine", "torch", "code_version", "timestamp",
+]  # fmt: skip
+
+VARIANTS = ("original", "sige", "sige_fast")
+# Block grid per sparse variant: "sige" reproduces the paper's counts, "sige_fast" drops out-of-map blocks.
+VARIANT_GRID = {"sige": "original", "sige_fast": "trimmed"}
+
+
+@dataclass
+class Timing:
+    """How latency is measured (warm-up calls, at least ``repeats`` timed calls, time caps in seconds)."""
+
+    warmup: int = 2
+    repeats: int = 5
+    min_time_s: float = 0.0
+    max_time_s: float | None = 60.0
+    enabled: bool = True
+
+
+def machine_id() -> str:
+    """A short description of this machine: CPU model and core count (or the GPU name)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu} x{os.cpu_count()}"
+
+
+def code_version() -> str:
+    """Git commit of the checkout (with +dirty when the engine or models have uncommitted changes)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "engine", "diffusion", "gaugan", "sdxl", "configs", "scripts"],
+            cwd=root, capture_output=True, text=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
+def settings_key(settings: Mapping[str, Any]) -> str:
+    """Stable hash of the settings that determine a row (for resuming sweeps)."""
+    blob = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def provenance(settings: Mapping[str, Any], command: str | None = None) -> dict[str, Any]:
+    """Columns that say how a row was produced."""
+    return {
+        "settings": json.dumps(settings, sort_keys=True, default=str),
+        "settings_key": settings_key(settings),
+        "command": command if command is not None else " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "machine": machine_id(),
+        "torch": torch.__version__,
+        "code_version": code_version(),
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def append_rows(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Append rows to a CSV with the contract's columns (extra keys go into their own trailing columns)."""
+    rows = list(rows)
+    if not rows:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    existing = read_rows(path) if path.exists() else []
+    header = list(COLUMNS)
+    for r in [*existing, *rows]:
+        header += [k for k in r if k not in header]
+    rewrite = path.exists() and existing and list(existing[0].keys()) != header
+    mode = "w" if rewrite or not path.exists() else "a"
+    with open(path, mode, newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header, extrasaction="ignore")
+        if mode == "w":
+            writer.writeheader()
+            if rewrite:
+                writer.writerows(existing)
+        writer.writerows(rows)
+
+
+def read_rows(path: str | os.PathLike) -> list[dict[str, str]]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def active_fraction(model: torch.nn.Module, block_grid: str = "trimmed") -> float:
+    """Active blocks over candidate blocks (of ``block_grid``), summed over every Gather that has a mask."""
+    active = total = 0
+    for m in model.modules():
+        if isinstance(m, Gather) and m.active_indices is not None and m.input_res is not None:
+            geo = m.geometry
+            out = m.output_res
+            grid = block_grid if out is not None else "original"
+            nh = num_blocks(m.input_res[0], geo.block_size[0], geo.block_stride[0], geo.offset[0],
+                            geo.conv_stride[0], out[0] if out else 0, grid)  # fmt: skip
+            nw = num_blocks(m.input_res[1], geo.block_size[1], geo.block_stride[1], geo.offset[1],
+                            geo.conv_stride[1], out[1] if out else 0, grid)  # fmt: skip
+            active += int(m.active_indices.shape[0])
+            total += nh * nw
+    return active / total if total else 0.0
+
+
+def _timed(fn: Callable[[], Any], timing: Timing, device: str) -> dict[str, float | None]:
+    if not timing.enabled:
+        return {"latency_ms": None, "latency_ms_min": None, "latency_ms_max": None, "peak_mem_mb": None}
+    lat = measure_latency(fn, timing.warmup, timing.repeats, device, timing.min_time_s, timing.max_time_s)
+    return {
+        "latency_ms": round(lat.median_ms, 4),
+        "latency_ms_min": round(lat.min_ms, 4),
+        "latency_ms_max": round(lat.max_ms, 4),
+        "peak_mem_mb": round(peak_memory_mb(fn, device), 2),
+    }
+
+
+@torch.no_grad()
+def measure_variants(
+    model: SIGEModel,
+    original_args: Sequence[Any],
+    edited_args: Sequence[Any],
+    masks: Mapping[tuple[int, int], torch.Tensor],
+    variants: Sequence[str] = VARIANTS,
+    timing: Timing | None = None,
+    device: str = "cpu",
+    configure: Callable[[SIGEModel, str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Measure a SIGEModel's variants on one edit: MACs, latency, peak memory, active fraction.
+
+    ``original``: the dense model (full mode) on the edited input. ``sige`` / ``sige_fast``: a full pass on
+    the original input, then sparse passes on the edited input with the variant's block grid.
+    ``configure(model, variant)`` may change the model per variant (e.g. block sizes) before it runs.
+    """
+    timing = timing or Timing()
+    rows = []
+    for variant in variants:
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; use {', '.join(VARIANTS)}")
+        if configure is not None:
+            configure(model, variant)
+        model.clear_cache()
+        model.set_mode("full")
+        row: dict[str, Any] = {"variant": variant, "backend": backends.name_for(device.split(":")[0])}
+        if variant == "original":
+            row.update(macs=macs(model, tuple(edited_args)), active_fraction=1.0, block_grid="")
+            row.update(_timed(lambda: model(*edited_args), timing, device))
+        else:
+            model(*original_args)
+            model.set_masks(masks, block_grid=VARIANT_GRID[variant])
+            model.set_mode("sparse")
+            row.update(
+                macs=macs(model, tuple(edited_args)),
+                active_fraction=round(active_fraction(model, VARIANT_GRID[variant]), 6),
+            )
+            row["block_grid"] = VARIANT_GRID[variant]
+            row.update(_timed(lambda: model(*edited_args), timing, device))
+        rows.append(row)
+    model.clear_cache()
+    model.set_mode("full")
+    return rows

@@ -1,0 +1,99 @@
+"""Task runners behind ``scripts/run.py`` (the benchmark contract).
+
+``efficiency``: the model config's ``efficiency`` callable measures every requested variant on one
+edit and returns rows; this module adds provenance, skips rows already measured for the same
+settings, code version and machine (unless ``force``), prints one JSON object per row and appends
+the rows to the output CSV.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from sige.bench import Timing, append_rows, code_version, machine_id, provenance, read_rows
+
+
+def _plain(cfg: Any) -> Any:
+    try:
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_config(cfg):
+            return OmegaConf.to_container(cfg, resolve=True)
+    except ImportError:  # pragma: no cover - omegaconf comes with hydra
+        pass
+    return cfg
+
+
+def row_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings that determine a measurement (what a resumed sweep compares)."""
+    return {
+        "task": "efficiency",
+        "model": {k: v for k, v in cfg["model"].items() if k != "efficiency"},
+        "edit": dict(cfg["edit"]),
+        "component": cfg.get("component"),
+        "device": cfg["device"]["name"],
+        "threads": cfg["threads"],
+        "dtype": cfg["dtype"],
+        "weights": cfg.get("weights"),
+        "variants": list(cfg["variants"]),
+        "timing": dict(cfg["timing"]),
+    }
+
+
+def already_measured(path: str, settings: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Rows in ``path`` with the same settings, code version and machine."""
+    from sige.bench import settings_key
+
+    key, version, machine = settings_key(settings), code_version(), machine_id()
+    return [
+        r
+        for r in read_rows(path)
+        if r.get("settings_key") == key and r.get("code_version") == version and r.get("machine") == machine
+    ]
+
+
+def efficiency(cfg: Any) -> list[dict[str, Any]]:
+    """Run the efficiency benchmark described by a composed config (see configs/config.yaml)."""
+    from hydra.utils import get_method
+
+    cfg = _plain(cfg)
+    torch.set_num_threads(int(cfg["threads"]))
+    settings = row_settings(cfg)
+    if not cfg.get("force") and "+dirty" not in code_version():
+        done = already_measured(cfg["output"], settings)
+        if done:
+            for r in done:
+                print(json.dumps({**{k: r[k] for k in r if k not in ("settings",)}, "reused": True}))
+            return done
+    dtype = getattr(torch, cfg["dtype"])
+    timing = Timing(**cfg["timing"])
+    measure = get_method(cfg["model"]["efficiency"]["_target_"])
+    rows = measure(
+        model_cfg=cfg["model"],
+        edit=cfg["edit"],
+        component=cfg.get("component"),
+        variants=list(cfg["variants"]),
+        timing=timing,
+        device=cfg["device"]["name"],
+        dtype=dtype,
+        weights=cfg.get("weights"),
+    )
+    common = {
+        "model": cfg["model"]["name"],
+        "component": cfg.get("component"),
+        "edit": cfg["edit"]["name"] + (f"@{cfg['edit']['area']}" if cfg["edit"].get("kind") == "synthetic" else ""),
+        "threads": torch.get_num_threads(),
+        "device": cfg["device"]["name"],
+        "dtype": cfg["dtype"],
+        "weights": cfg.get("weights") or "random",
+        **provenance(settings),
+    }
+    rows = [{**common, **r} for r in rows]
+    for r in rows:
+        print(json.dumps({k: v for k, v in r.items() if k != "settings"}))
+    append_rows(cfg["output"], rows)
+    return rows

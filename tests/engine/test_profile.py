@@ -1,0 +1,73 @@
+import numpy as np
+import torch
+
+from sige.bench import Timing, append_rows, measure_variants, read_rows
+from sige.edits import synthetic_stroke_mask
+from sige.example import ExampleModel
+from sige.profile import macs, measure_latency, peak_memory_mb
+
+from .helpers import ResStack
+
+
+def test_sparse_macs_equal_the_derived_count():
+    model = ExampleModel().eval()
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 16, 40, 36, generator=gen)
+    mask = torch.from_numpy(synthetic_stroke_mask(40, 36, 0.05, seed=1))
+    with torch.no_grad():
+        model(x)
+        assert macs(model, (x,)) == 2 * 32 * 16 * 9 * 40 * 36
+        model.set_masks({(40, 36): mask})
+        model.set_mode("sparse")
+        n = model.example_module.gather.active_indices.shape[0]
+        assert macs(model, (x,)) == 2 * n * 16 * 32 * 16 * 9  # batch x blocks x 4x4 tile x Cin x Cout x 3x3
+        assert model.mode == "sparse"  # macs() switched to profile mode and back
+
+
+def test_resblock_profile_counts_fused_elementwise_work():
+    model = ResStack((4, 8)).eval()
+    x = torch.randn(1, 4, 16, 16)
+    mask = torch.zeros(16, 16, dtype=torch.bool)
+    mask[5, 5] = True
+    with torch.no_grad():
+        model(x)
+        model.set_masks({(16, 16): mask})
+        model.set_mode("sparse")
+        sparse = macs(model, (x,))
+    g = model.blocks[0].main_gather
+    n = g.active_indices.shape[0]
+    s = model.blocks[0].shortcut_gather.active_indices.shape[0]
+    convs = n * 16 * (4 * 8 * 9 + 8 * 8 * 9) + s * 16 * 4 * 8
+    elementwise = n * 36 * (4 + 8) * 2  # per gathered block: scale multiply + swish multiply, for 4 and 8 channels
+    assert sparse == convs + elementwise
+
+
+def test_latency_and_memory_helpers():
+    r = measure_latency(lambda: torch.ones(100).sum(), warmup=1, repeats=3)
+    assert r.repeats >= 3 and r.min_ms <= r.median_ms <= r.max_ms and r.threads == torch.get_num_threads()
+    assert peak_memory_mb(lambda: torch.ones(4096, 4096).sum()) >= 0.0
+
+
+def test_measure_variants_rows_and_csv(tmp_path):
+    model = ExampleModel().eval()
+    mask = torch.from_numpy(synthetic_stroke_mask(64, 64, 0.02, seed=0))
+    x0 = torch.randn(1, 16, 64, 64)
+    x1 = x0 + torch.randn(1, 16, 64, 64) * mask
+    rows = measure_variants(model, (x0,), (x1,), {(64, 64): mask}, timing=Timing(warmup=0, repeats=1))
+    by = {r["variant"]: r for r in rows}
+    assert by["original"]["macs"] == 32 * 16 * 9 * 64 * 64
+    assert by["sige_fast"]["macs"] <= by["sige"]["macs"] < by["original"]["macs"]
+    assert 0 < by["sige_fast"]["active_fraction"] < 1
+    path = tmp_path / "eff.csv"
+    append_rows(path, rows)
+    append_rows(path, [{**rows[0], "extra_column": 1}])
+    back = read_rows(path)
+    assert len(back) == 4 and back[-1]["extra_column"] == "1" and back[0]["variant"] == "original"
+
+
+def test_synthetic_stroke_mask_area_and_determinism():
+    for area in (0.005, 0.012, 0.05, 0.3):
+        m = synthetic_stroke_mask(256, 256, area, seed=3)
+        assert abs(m.mean() - area) < max(0.25 * area, 0.003)
+    assert np.array_equal(synthetic_stroke_mask(64, 80, 0.1, 7), synthetic_stroke_mask(64, 80, 0.1, 7))
+    assert not synthetic_stroke_mask(32, 32, 0.0).any() and synthetic_stroke_mask(32, 32, 1.0).all()
