@@ -100,15 +100,16 @@ def provenance(settings: Mapping[str, Any], command: str | None = None) -> dict[
     }
 
 
-def append_rows(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]]) -> None:
-    """Append rows to a CSV with the contract's columns (extra keys go into their own trailing columns)."""
+def append_rows(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], columns: Sequence[str] = COLUMNS) -> None:
+    """Append rows to a CSV whose header starts with ``columns`` (the contract's, by default); other keys
+    get trailing columns of their own (an existing file is rewritten when its header must grow)."""
     rows = list(rows)
     if not rows:
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     existing = read_rows(path) if path.exists() else []
-    header = list(COLUMNS)
+    header = list(columns)
     for r in [*existing, *rows]:
         header += [k for k in r if k not in header]
     rewrite = path.exists() and existing and list(existing[0].keys()) != header

@@ -11,7 +11,7 @@ from sige import ops
 from sige.activations import activation, check_activation
 from sige.geometry import BlockGeometry
 from sige.mask import PairLike, reduce_mask
-from sige.nn.base import SIGEModule
+from sige.nn.base import SIGEModule, SIGEModuleWrapper
 
 
 class Gather(SIGEModule):
@@ -32,18 +32,29 @@ class Gather(SIGEModule):
         verbose: bool = False,
     ):
         super().__init__()
-        self.geometry = BlockGeometry.from_conv(conv, block_size, offset)
-        self.block_size = self.geometry.block_size
-        self.block_stride = self.geometry.block_stride
-        self.kernel_size = self.geometry.kernel_size
-        self.model_stride = self.geometry.conv_stride
-        self.offset = self.geometry.offset
+        self._conv = SIGEModuleWrapper(conv)  # kept (unregistered) so the block size can change later
+        self._explicit_offset = offset
+        self._set_geometry(BlockGeometry.from_conv(conv, block_size, offset))
         self.activation_name = check_activation(activation_name)
         self.activation_first = activation_first
         self.verbose = verbose
         self.input_res: tuple[int, int] | None = None
         self.output_res: tuple[int, int] | None = None  # recorded by the paired scatter in full mode
         self.active_indices: torch.Tensor | None = None
+
+    def _set_geometry(self, geometry: BlockGeometry) -> None:
+        self.geometry = geometry
+        self.block_size = geometry.block_size
+        self.block_stride = geometry.block_stride
+        self.kernel_size = geometry.kernel_size
+        self.model_stride = geometry.conv_stride
+        self.offset = geometry.offset
+
+    def resize(self, block_size: PairLike) -> None:
+        """Use another block size (adjusted to the conv without a warning); call set_masks again after."""
+        self._set_geometry(BlockGeometry.from_conv(self._conv.module, block_size, self._explicit_offset, warn=False))
+        self.active_indices = None
+        self.timestamp = None
 
     def extra_repr(self) -> str:
         return (

@@ -39,6 +39,10 @@ def _same_writes(a: list[Write], b: list[Write]) -> bool:
 class CachedOutput(SIGEModule):
     """Shared machinery: cached full-pass outputs per ``cache_id`` and in-place working buffers."""
 
+    # False emulates the original engine (a fresh copy of the cached output on every sparse call);
+    # only the engine benchmark turns it off, to measure the original design.
+    reuse_buffers: bool = True
+
     def __init__(self) -> None:
         super().__init__()
         self.original_outputs: dict[Any, torch.Tensor] = {}
@@ -84,7 +88,8 @@ class CachedOutput(SIGEModule):
 
     def _acquire(self, base: torch.Tensor, writes: list[Write]) -> _Slot:
         slot = self._slots.get(self.cache_id)
-        if slot is None or slot.base is not base or tensor_version(slot.buf) != slot.buf_version:
+        stale = slot is None or slot.base is not base or tensor_version(slot.buf) != slot.buf_version
+        if stale or not self.reuse_buffers:
             slot = _Slot(base=base, buf=base.contiguous().clone())
             self._slots[self.cache_id] = slot
         elif slot.dirty is not None and not _same_writes(slot.dirty, writes):
