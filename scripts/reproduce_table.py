@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""`make reproduce-table`: run every efficiency job of configs/reproduce.yaml, then write results/TABLE.md.
+"""`make reproduce-table`: run every efficiency job of configs/reproduce/*.yaml, then write results/TABLE.md.
 
 Rows already measured for the same settings, code version and machine are reused (``--force`` re-measures);
 ``--quick`` runs only the jobs marked quick. Progress and an ETA go to stderr.
@@ -28,14 +28,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="only the jobs marked quick (a few minutes)")
     parser.add_argument("--force", action="store_true", help="re-measure rows that already exist")
-    parser.add_argument("--jobs", default=str(ROOT / "configs" / "reproduce.yaml"))
+    parser.add_argument(
+        "--jobs", nargs="*", default=sorted(str(p) for p in (ROOT / "configs" / "reproduce").glob("*.yaml"))
+    )
     parser.add_argument("--output", default=str(ROOT / "results" / "efficiency.csv"))
     parser.add_argument("--table", default=str(ROOT / "results" / "TABLE.md"))
     parser.add_argument("--published", default=str(ROOT / "results" / "published_numbers.csv"))
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every job (e.g. threads=2)")
     args = parser.parse_args(argv)
 
-    jobs = yaml.safe_load(Path(args.jobs).read_text())["jobs"]
+    jobs = [job for path in args.jobs for job in yaml.safe_load(Path(path).read_text())["jobs"]]
     if args.quick:
         jobs = [j for j in jobs if j.get("quick")]
     start = time.time()

@@ -97,3 +97,20 @@ def efficiency(cfg: Any) -> list[dict[str, Any]]:
         print(json.dumps({k: v for k, v in r.items() if k != "settings"}))
     append_rows(cfg["output"], rows)
     return rows
+
+
+def model_task(cfg: Any) -> Any:
+    """Run a model-specific task (``generate``, ``quality``): the model config's ``<task name>._target_``
+    is called with the whole composed config as a plain dict."""
+    from hydra.utils import get_method
+
+    cfg = _plain(cfg)
+    name = cfg["task"]["name"]
+    spec = cfg["model"].get(name)
+    if not spec:
+        raise ValueError(
+            f"model {cfg['model']['name']!r} has no {name!r} task; it offers: "
+            + ", ".join(k for k in ("efficiency", "generate", "quality") if cfg["model"].get(k))
+        )
+    torch.set_num_threads(int(cfg["threads"]))
+    return get_method(spec["_target_"])(cfg)
