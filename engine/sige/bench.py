@@ -9,6 +9,7 @@ version, time).
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,20 +67,31 @@ def machine_id() -> str:
     return f"{cpu} x{os.cpu_count()}"
 
 
+@functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """Git commit of the checkout (with +dirty when the engine or models have uncommitted changes)."""
+    """Git commit of the checkout; with uncommitted changes to the code, ``+dirty-<hash of the changes>``
+    (so rows measured on the same uncommitted code still count as the same version)."""
     root = Path(__file__).resolve().parents[2]
+    paths = ["engine", "diffusion", "gaugan", "sdxl", "configs", "scripts"]
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30).stdout
+
     try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "engine", "diffusion", "gaugan", "sdxl", "configs", "scripts"],
-            cwd=root, capture_output=True, text=True, timeout=10,
-        ).stdout.strip()  # fmt: skip
+        head = git("rev-parse", "--short=12", "HEAD").strip()
+        status = git("status", "--porcelain", "--untracked-files=all", "--", *paths)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return (head or "unknown") + ("+dirty" if dirty else "")
+    if not head:
+        return "unknown"
+    if not status.strip():
+        return head
+    digest = hashlib.sha1(git("diff", "HEAD", "--", *paths).encode())
+    for line in sorted(status.splitlines()):
+        if line.startswith("??"):
+            f = root / line[3:]
+            digest.update(line.encode() + (f.read_bytes() if f.is_file() else b""))
+    return f"{head}+dirty-{digest.hexdigest()[:8]}"
 
 
 def settings_key(settings: Mapping[str, Any]) -> str:
@@ -108,6 +121,27 @@ def append_rows(path: str | os.PathLike, rows: Iterable[Mapping[str, Any]], colu
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(path):
+        _append_unlocked(path, rows, columns)
+
+
+@contextmanager
+def _locked(path: Path):
+    """Exclusive lock beside ``path`` so parallel sweep jobs append whole rows (POSIX; no-op elsewhere)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _append_unlocked(path: Path, rows: list[Mapping[str, Any]], columns: Sequence[str]) -> None:
     existing = read_rows(path) if path.exists() else []
     header = list(columns)
     for r in [*existing, *rows]:
@@ -204,3 +238,17 @@ def measure_variants(
     model.clear_cache()
     model.set_mode("full")
     return rows
+
+
+def active_tiles_mask(gather: Gather) -> torch.Tensor:
+    """``bool [H_out, W_out]``: the output pixels a Gather's active blocks recompute (for figures)."""
+    if gather.active_indices is None or gather.output_res is None:
+        raise RuntimeError("run a full pass and set_masks before asking for the active tiles")
+    geo = gather.geometry
+    H, W = gather.output_res
+    out = torch.zeros(H, W, dtype=torch.bool)
+    th, tw = geo.tile_size
+    for i, j in gather.active_indices.tolist():
+        r, c = (i + geo.offset[0]) // geo.conv_stride[0], (j + geo.offset[1]) // geo.conv_stride[1]
+        out[r : r + th, c : c + tw] = True
+    return out

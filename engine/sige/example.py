@@ -144,3 +144,31 @@ def efficiency(
     for r in rows:
         r["edited_fraction"] = round(float(m.float().mean()), 6)
     return rows
+
+
+@torch.no_grad()
+def panel(cfg: dict) -> dict:
+    """Images for the qualitative figure: channel 0 of the input and output activations (random weights)."""
+    from sige.bench import active_tiles_mask
+
+    mask = load_example_mask()
+    m = torch.from_numpy(mask)
+    gen = torch.Generator().manual_seed(0)
+    original = torch.randn(1, 16, *m.shape, generator=gen)
+    edited = original + torch.randn(1, 16, *m.shape, generator=gen) * m
+    model = ExampleModel().eval()
+    dense = model(edited).clone()
+    model(original)
+    model.set_masks({tuple(m.shape): m})
+    model.set_mode("sparse")
+    sparse = model(edited)
+    return {
+        "title": "engine example: 16->32 3x3 conv, channel 0 (random weights)",
+        "weights": "random",
+        "original": original[0, 0].numpy(),
+        "edited": edited[0, 0].numpy(),
+        "dense": dense[0, 0].numpy(),
+        "sparse": sparse[0, 0].numpy(),
+        "mask": mask,
+        "blocks": active_tiles_mask(model.example_module.gather).numpy(),
+    }

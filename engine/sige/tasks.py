@@ -9,6 +9,7 @@ the rows to the output CSV.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +27,31 @@ def _plain(cfg: Any) -> Any:
     except ImportError:  # pragma: no cover - omegaconf comes with hydra
         pass
     return cfg
+
+
+def resolve_threads(requested: Any) -> int:
+    """Thread count for this job: ``auto`` = all cores; under a parallel launcher (joblib) the cores are
+    split between the concurrent jobs so that they do not oversubscribe the machine."""
+    cores = os.cpu_count() or 1
+    jobs = 1
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        if HydraConfig.initialized():
+            launcher = HydraConfig.get().launcher
+            if "joblib" in str(launcher.get("_target_", "")).lower():
+                n = int(launcher.get("n_jobs", 1) or 1)
+                jobs = cores if n < 0 else max(1, n)
+    except (ImportError, ValueError, AttributeError):
+        pass
+    share = max(1, cores // jobs)
+    if requested in (None, "auto"):
+        return share
+    requested = int(requested)
+    if jobs > 1 and requested * jobs > cores:
+        print(f"note: {jobs} parallel jobs on {cores} cores: using {share} thread(s) per job instead of {requested}")
+        return share
+    return requested
 
 
 def row_settings(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -61,9 +87,10 @@ def efficiency(cfg: Any) -> list[dict[str, Any]]:
     from hydra.utils import get_method
 
     cfg = _plain(cfg)
-    torch.set_num_threads(int(cfg["threads"]))
+    cfg["threads"] = resolve_threads(cfg["threads"])
+    torch.set_num_threads(cfg["threads"])
     settings = row_settings(cfg)
-    if not cfg.get("force") and "+dirty" not in code_version():
+    if not cfg.get("force"):
         done = already_measured(cfg["output"], settings)
         if done:
             for r in done:
@@ -112,5 +139,6 @@ def model_task(cfg: Any) -> Any:
             f"model {cfg['model']['name']!r} has no {name!r} task; it offers: "
             + ", ".join(k for k in ("efficiency", "generate", "quality") if cfg["model"].get(k))
         )
-    torch.set_num_threads(int(cfg["threads"]))
+    cfg["threads"] = resolve_threads(cfg["threads"])
+    torch.set_num_threads(cfg["threads"])
     return get_method(spec["_target_"])(cfg)

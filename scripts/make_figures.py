@@ -1,0 +1,175 @@
+#!/usr/bin/env python
+"""`make figures`: regenerate results/figures/*.png from the CSVs (and the models, for the panels).
+
+- macs_vs_edit.png: MACs of one forward vs edited area per model (dense line, sparse curves), from the
+  synthetic-edit rows of results/efficiency.csv;
+- speedup_vs_macs.png: measured speedup vs MAC reduction per model (ideal: on the diagonal);
+- panel_<model>.png: original, edited, dense output, sparse output, |difference| heat map and the
+  active tiles overlaid, for each model config that defines a `panel` target (weights as labelled).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+from hydra.utils import get_method  # noqa: E402
+
+from sige.bench import read_rows  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def latest_rows(path: Path) -> list[dict[str, str]]:
+    latest: dict[tuple, dict[str, str]] = {}
+    for r in read_rows(path):
+        key = (r["model"], r["component"], r["edit"], r["variant"], r["device"], r["threads"], r["dtype"])
+        if key not in latest or r["timestamp"] >= latest[key]["timestamp"]:
+            latest[key] = r
+    return list(latest.values())
+
+
+def macs_vs_edit(rows: list[dict[str, str]], out: Path) -> Path | None:
+    series: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        if r["edit"].startswith("synthetic@"):
+            series[f"{r['model']}/{r['component']}"][r["variant"]].append(
+                (float(r["edited_fraction"]) * 100, int(r["macs"]) / 1e9)
+            )
+    if not series:
+        return None
+    n = len(series)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), squeeze=False)
+    for ax, (name, by_variant) in zip(axes[0], sorted(series.items())):
+        for variant, pts in sorted(by_variant.items()):
+            pts.sort()
+            xs, ys = zip(*pts)
+            if variant == "original":
+                ax.axhline(ys[0], color="k", linestyle="--", label="dense")
+            else:
+                ax.plot(xs, ys, marker="o", label=variant)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("edited area (%)")
+        ax.set_ylabel("GMACs (one forward)")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def speedup_vs_macs(rows: list[dict[str, str]], out: Path) -> Path | None:
+    dense = {
+        (r["model"], r["component"], r["edit"], r["device"], r["threads"]): r
+        for r in rows
+        if r["variant"] == "original"
+    }
+    pts: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for r in rows:
+        base = dense.get((r["model"], r["component"], r["edit"], r["device"], r["threads"]))
+        if r["variant"] == "original" or base is None or not r["latency_ms"] or not base["latency_ms"]:
+            continue
+        ratio = int(base["macs"]) / max(int(r["macs"]), 1)
+        pts[f"{r['model']}/{r['component']} ({r['variant']})"].append(
+            (ratio, float(base["latency_ms"]) / float(r["latency_ms"]))
+        )
+    if not pts:
+        return None
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    hi = max(max(x, y) for v in pts.values() for x, y in v) * 1.2
+    ax.plot([1, hi], [1, hi], color="gray", linestyle=":", label="speedup = MAC reduction")
+    for name, v in sorted(pts.items()):
+        xs, ys = zip(*sorted(v))
+        ax.plot(xs, ys, marker="o", linestyle="-", label=name)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("MAC reduction (dense / sparse)")
+    ax.set_ylabel("measured speedup (dense / sparse latency)")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def _show(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 3 and x.shape[0] in (1, 3) and x.shape[-1] not in (1, 3):
+        x = np.moveaxis(x, 0, -1)
+    lo, hi = np.percentile(x, 1), np.percentile(x, 99)
+    return np.clip((x - lo) / max(hi - lo, 1e-8), 0, 1)
+
+
+def draw_panel(p: dict, out: Path) -> Path:
+    diff = np.abs(np.asarray(p["sparse"], np.float32) - np.asarray(p["dense"], np.float32))
+    if diff.ndim == 3:
+        diff = diff.max(axis=0 if diff.shape[0] in (1, 3) else -1)
+    fig, axes = plt.subplots(1, 6, figsize=(18, 3.4))
+    titles = ["original", "edited (mask outlined)", "dense output", "sparse output", "|sparse - dense|", "active tiles"]
+    images = [_show(p["original"]), _show(p["edited"]), _show(p["dense"]), _show(p["sparse"])]
+    for ax, img, t in zip(axes, images, titles):
+        ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
+        ax.set_title(t, fontsize=9)
+    axes[1].contour(np.asarray(p["mask"], bool), levels=[0.5], colors="r", linewidths=0.6)
+    im = axes[4].imshow(diff, cmap="magma")
+    axes[4].set_title(f"{titles[4]} (max {diff.max():.1e})", fontsize=9)
+    fig.colorbar(im, ax=axes[4], fraction=0.046)
+    axes[5].imshow(images[3], cmap="gray" if images[3].ndim == 2 else None)
+    axes[5].imshow(
+        np.ma.masked_where(~np.asarray(p["blocks"], bool), np.asarray(p["blocks"], float)), cmap="autumn", alpha=0.45
+    )
+    axes[5].set_title(titles[5], fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    fig.suptitle(p["title"], fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
+
+
+def panels(out_dir: Path, models: list[str] | None) -> list[Path]:
+    written = []
+    for cfg_path in sorted((ROOT / "configs" / "model").glob("*.yaml")):
+        cfg = yaml.safe_load(cfg_path.read_text())
+        if "panel" not in cfg or (models and cfg_path.stem not in models):
+            continue
+        try:
+            p = get_method(cfg["panel"]["_target_"])(cfg)
+        except Exception as e:  # one model without its data must not stop the other figures
+            print(f"skipped panel for {cfg_path.stem}: {type(e).__name__}: {e}", file=sys.stderr)
+            continue
+        written.append(draw_panel(p, out_dir / f"panel_{cfg_path.stem}.png"))
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--efficiency", default=str(ROOT / "results" / "efficiency.csv"))
+    parser.add_argument("--out", default=str(ROOT / "results" / "figures"))
+    parser.add_argument("--models", nargs="*", help="model configs to draw panels for (default: all with a panel)")
+    parser.add_argument("--no-panels", action="store_true")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = latest_rows(Path(args.efficiency))
+    written = [macs_vs_edit(rows, out / "macs_vs_edit.png"), speedup_vs_macs(rows, out / "speedup_vs_macs.png")]
+    if not args.no_panels:
+        written += panels(out, args.models)
+    for w in written:
+        if w is not None:
+            print(f"wrote {w}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""The reproduction harness on the engine example: sweep rows, resume, TABLE.md, figures."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sige.bench import read_rows
+
+ROOT = Path(__file__).resolve().parents[2]
+FAST = ["timing.warmup=0", "timing.repeats=1", "variants=[original,sige]"]
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "scripts"))
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture
+def jobs_file(tmp_path):
+    path = tmp_path / "jobs.yaml"
+    path.write_text(
+        "jobs:\n"
+        "  - overrides: [model=engine_conv, edit=engine_example]\n"
+        "    published: {model: engine_example_conv, case: engine/mask.npy}\n"
+        "    quick: true\n"
+        "  - overrides: [model=engine_conv, edit=synthetic, edit.area=0.012]\n"
+    )
+    return path
+
+
+def test_reproduce_table_writes_rows_resumes_and_sets_published_beside(tmp_path, jobs_file, capsys):
+    rt = load_script("reproduce_table")
+    csv_path, table = tmp_path / "eff.csv", tmp_path / "TABLE.md"
+    args = ["--jobs", str(jobs_file), "--output", str(csv_path), "--table", str(table), *FAST]
+    assert rt.main(args) == 0
+    rows = read_rows(csv_path)
+    assert {(r["edit"], r["variant"]) for r in rows} == {
+        ("engine_example", "original"), ("engine_example", "sige"),
+        ("synthetic@0.012", "original"), ("synthetic@0.012", "sige"),
+    }  # fmt: skip
+    by = {(r["edit"], r["variant"]): r for r in rows}
+    assert by[("engine_example", "sige")]["macs"] == str(783 * 16 * 16 * 32 * 9)  # the paper's 57.73 M
+    assert all(r["weights"] == "random" and r["settings_key"] and r["code_version"] for r in rows)
+    text = table.read_text()
+    assert "| engine_example_conv | conv | engine_example | 15.45% | sige | 0.05773 | 0.05773 | yes |" in text
+    assert "| engine_example_conv | conv | engine_example | 15.45% | original | 0.302 | 0.30199 | yes |" in text
+
+    capsys.readouterr()
+    assert rt.main(args) == 0  # second run: same settings, code and machine -> rows reused
+    out = capsys.readouterr().out
+    assert out.count('"reused": true') == 4
+    assert len(read_rows(csv_path)) == 4
+
+    assert rt.main([*args[:-3], "--force", *FAST, "--quick"]) == 0  # FORCE re-measures (quick subset only)
+    assert len(read_rows(csv_path)) == 6
+
+
+def test_run_py_sweep_on_the_basic_and_joblib_launchers(tmp_path):
+    out = tmp_path / "sweep.csv"
+    base = [sys.executable, str(ROOT / "scripts" / "run.py"), "-m", "task=efficiency", "model=engine_conv",
+            "edit=synthetic", "edit.area=0.005,0.05", f"output={out}", f"hydra.sweep.dir={tmp_path / 'multirun'}",
+            *FAST]  # fmt: skip
+    subprocess.run(base, check=True, capture_output=True, text=True, cwd=tmp_path)
+    subprocess.run([*base, "hydra/launcher=joblib_local", "force=true"], check=True, capture_output=True, cwd=tmp_path)
+    rows = read_rows(out)
+    assert len(rows) == 8
+    assert {r["edit"] for r in rows} == {"synthetic@0.005", "synthetic@0.05"}
+    cores = os.cpu_count() or 1
+    expected = 2 if 2 * 2 <= cores else max(1, cores // 2)  # 2 jobs in parallel split the cores
+    assert {r["threads"] for r in rows[4:]} == {str(expected)}
+    small, large = (int(r["macs"]) for r in rows[:4] if r["variant"] == "sige")
+    assert small < large
+
+
+def test_run_py_prints_one_json_object_per_variant(tmp_path):
+    out = tmp_path / "one.csv"
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "run.py"), "task=efficiency", "model=engine_conv",
+         "edit=synthetic", f"output={out}", f"hydra.run.dir={tmp_path / 'run'}", *FAST],
+        check=True, capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    lines = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert [r["variant"] for r in lines] == ["original", "sige"]
+    for key in ("model", "component", "edit", "macs", "latency_ms", "latency_ms_min", "latency_ms_max",
+                "peak_mem_mb", "edited_fraction", "active_fraction", "threads", "device", "dtype", "weights"):  # fmt: skip
+        assert key in lines[0]
+
+
+def test_figures_render(tmp_path, jobs_file):
+    rt = load_script("reproduce_table")
+    csv_path = tmp_path / "eff.csv"
+    assert rt.main(["--jobs", str(jobs_file), "--output", str(csv_path), "--table", str(tmp_path / "T.md"), *FAST]) == 0
+    mf = load_script("make_figures")
+    assert mf.main(["--efficiency", str(csv_path), "--out", str(tmp_path / "fig"), "--models", "engine_conv"]) == 0
+    for name in ("macs_vs_edit.png", "speedup_vs_macs.png", "panel_engine_conv.png"):
+        png = tmp_path / "fig" / name
+        assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
