@@ -14,7 +14,7 @@ STAMP := $(VENV)/.sige-installed
 SOURCES := pyproject.toml $(wildcard setup.py) $(shell find engine/csrc -type f 2>/dev/null)
 export SIGE_DATA_MIRROR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 
-.PHONY: install test lint reproduce-table bench-engine figures clean-venv
+.PHONY: install test lint reproduce-table reproduce-quality bench-engine figures clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ lint: $(STAMP)
 
 reproduce-table: $(STAMP)
 	$(PY) scripts/reproduce_table.py $(if $(QUICK),--quick,) $(if $(FORCE),--force,)
+
+reproduce-quality: $(STAMP)
+	$(PY) scripts/reproduce_quality.py
 
 bench-engine: $(STAMP)
 	$(PY) scripts/bench_engine.py
