@@ -11,6 +11,7 @@ the device types they support and win over the reference one unless a backend is
 from __future__ import annotations
 
 import os
+import warnings
 from contextlib import contextmanager
 from types import ModuleType
 
@@ -18,6 +19,7 @@ from sige.backends import reference
 
 _NATIVE: dict[str, ModuleType] = {}  # device type -> native backend module
 _forced: str | None = None
+_warned_missing = False
 
 
 def register_native(device_type: str, module: ModuleType) -> None:
@@ -71,10 +73,36 @@ def for_device(device_type: str) -> ModuleType:
                 f"SIGE_BACKEND=native but no native backend is built for {device_type!r} tensors; "
                 "rebuild with `pip install -e .` (see README, 'Native kernels') or use SIGE_BACKEND=auto"
             )
+        if device_type == "cpu":
+            _warn_missing_native()
         return reference
     return native
+
+
+def _warn_missing_native() -> None:
+    """Say once that the CPU kernels are missing and the slower reference backend runs instead."""
+    global _warned_missing
+    if _warned_missing:
+        return
+    _warned_missing = True
+    warnings.warn(
+        "sige: the native kernels are not built, so the reference backend (pure PyTorch, slower) is used. "
+        "Build them with `pip install --no-build-isolation -e .` on a machine with a C++ compiler "
+        "(see README, 'Native kernels').",
+        RuntimeWarning,
+        stacklevel=4,  # the caller of the sige.ops function
+    )
 
 
 def name_for(device_type: str) -> str:
     """Name of the backend that :func:`for_device` picks."""
     return getattr(for_device(device_type), "NAME", "native")
+
+
+# Register the native kernels when they are built; a missing or broken build never breaks import.
+try:
+    from sige.backends import native as _native
+
+    _native.load()
+except Exception:  # pragma: no cover - defensive: the module itself guards its extension imports
+    pass
