@@ -8,6 +8,8 @@ from pathlib import Path
 
 from sige.bench import read_rows
 
+# Published variant names per measured variant (GAN Compression's dense model is published as "gan_compression").
+VARIANT_ALIASES = {"original": ("original", "gan_compression"), "sige": ("sige", "gan_compression+sige")}
 PAPER_DEVICES = {"rtx3090": "RTX 3090", "m1pro_gpu": "M1 Pro GPU", "m1pro_cpu": "M1 Pro CPU", "a100": "A100"}
 
 
@@ -51,7 +53,10 @@ def _paper_speedups(pub: list[dict[str, str]]) -> str:
 def write_table(efficiency_csv: str | Path, published_csv: str | Path, out_md: str | Path, jobs: list[dict]) -> str:
     rows = _latest(read_rows(efficiency_csv))
     published = read_published(published_csv) if Path(published_csv).exists() else []
-    spec_by_edit = {edit_label(j["overrides"]): j.get("published") for j in jobs if j.get("published")}
+    # published links by (model name, edit label); the model name is the one the rows carry
+    spec_by_edit = {
+        (j["published"]["model"], edit_label(j["overrides"])): j["published"] for j in jobs if j.get("published")
+    }
     lines = [
         "# Efficiency: measured here vs published",
         "",
@@ -69,9 +74,9 @@ def write_table(efficiency_csv: str | Path, published_csv: str | Path, out_md: s
     for (model, comp, edit, variant, dev, threads, dtype), r in sorted(rows.items()):
         groups[(model, comp, edit, dev, threads, dtype)][variant] = r
     for (model, comp, edit, dev, threads, dtype), variants in groups.items():
-        pub_spec = spec_by_edit.get(edit)
+        pub_spec = spec_by_edit.get((model, edit))
         pub = []
-        if pub_spec and pub_spec.get("model") == model:
+        if pub_spec:
             pub = [p for p in published if p["model"] == pub_spec["model"] and p["case"] == pub_spec.get("case", "")]
         base = variants.get("original")
         for variant in ("original", "sige", "sige_fast"):

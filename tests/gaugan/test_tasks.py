@@ -1,0 +1,58 @@
+"""The benchmark-contract commands on tiny configurations (random weights, timing off)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from sige.bench import read_rows
+from sige.tasks import efficiency, model_task
+
+CONFIGS = str(Path(__file__).resolve().parents[2] / "configs")
+TINY = ["model.ngf=2", "model.crop_size=64", "model.aspect_ratio=1", "timing.enabled=false", "force=true", "threads=1"]
+
+
+def run(task_overrides, tmp_path, fn=efficiency):
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = compose("config", overrides=[*task_overrides, f"output={tmp_path / 'eff.csv'}"])
+    return fn(cfg)
+
+
+@pytest.mark.parametrize(
+    "model, edit", [("gaugan_cityscapes", "cityscapes_example"), ("gan_compression_cityscapes", "synthetic")]
+)
+def test_efficiency_rows(model, edit, tmp_path):
+    overrides = [f"model={model}", f"edit={edit}", *TINY]
+    if model.startswith("gan_"):
+        overrides[2] = "model.config_str='2_2_2_3_2_2_2_2'"
+    rows = run(["task=efficiency", *overrides], tmp_path)
+    assert [r["variant"] for r in rows] == ["original", "sige", "sige_fast"]
+    dense, sige, fast = (r["macs"] for r in rows)
+    assert 0 < sige < dense and 0 < fast <= dense
+    for r in rows:
+        assert r["model"] == model and r["component"] == "generator" and r["weights"] == "random"
+        assert 0.005 < r["edited_fraction"] < 0.05
+    written = read_rows(tmp_path / "eff.csv")
+    assert len(written) == 3 and written[1]["edited_fraction"] == str(rows[1]["edited_fraction"])
+
+
+def test_efficiency_rejects_other_edits_and_components(tmp_path):
+    with pytest.raises(ValueError, match="label maps"):
+        run(["task=efficiency", "model=gaugan_cityscapes", "edit=engine_example", *TINY], tmp_path)
+    with pytest.raises(ValueError, match="component"):
+        run(["task=efficiency", "model=gaugan_cityscapes", "edit=cityscapes_example", "component=unet", *TINY],
+            tmp_path)  # fmt: skip
+
+
+def test_generate_writes_images_and_labels(tmp_path):
+    out = tmp_path / "gen"
+    records = run(["task=generate", "model=gaugan_cityscapes", "edit=cityscapes_example", *TINY,
+                   f"model.generate_options.out_dir={out}"], tmp_path, model_task)  # fmt: skip
+    from PIL import Image
+
+    folder = out / "cityscapes_example"
+    for sub in ("original_model", "sige", "original_label", "edited_label"):
+        img = np.asarray(Image.open(folder / sub / "example_synthetic.png"))
+        assert img.shape == ((64, 64, 3) if sub in ("original_model", "sige") else (256, 512, 3)), sub
+    assert records[0]["name"] == "example_synthetic" and records[0]["weights"] == "random"
