@@ -87,10 +87,10 @@ def write_table(efficiency_csv: str | Path, published_csv: str | Path, out_md: s
             match_rows = [
                 p for p in pub if p["variant"] == variant or (variant == "sige" and p["variant"].endswith("sige"))
             ]
-            pub_macs = match_rows[0]["macs_g"] if match_rows else ""
-            match = ""
-            if pub_macs:
-                match = "yes" if round(ours, _decimals(pub_macs)) == float(pub_macs) else "NO"
+            # the published figure at its own precision; several rows (rounded differently) may state it
+            hits = [p["macs_g"] for p in match_rows if round(ours, _decimals(p["macs_g"])) == float(p["macs_g"])]
+            pub_macs = hits[0] if hits else (match_rows[0]["macs_g"] if match_rows else "")
+            match = ("yes" if hits else "NO") if pub_macs else ""
             ratio = f"{int(base['macs']) / int(r['macs']):.2f}x" if base and int(r["macs"]) else ""
             lat = f"{float(r['latency_ms']):.2f}" if r["latency_ms"] else ""
             speed = (

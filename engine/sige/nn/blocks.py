@@ -40,7 +40,12 @@ class FrozenStats(SIGEModule):
         self.stats.clear()
 
     def cache_nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for v in self.stats.values() for t in v)
+        def nbytes(x: object) -> int:
+            if isinstance(x, torch.Tensor):
+                return x.numel() * x.element_size()
+            return sum(nbytes(v) for v in x) if isinstance(x, tuple | list) else 0
+
+        return sum(nbytes(v) for v in self.stats.values())
 
     def frozen(self) -> tuple[torch.Tensor, ...]:
         try:
