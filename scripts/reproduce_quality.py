@@ -14,7 +14,8 @@ from pathlib import Path
 import yaml
 from hydra import compose, initialize_config_dir
 
-from sige.data import MissingAssetsError
+from sige.data import DataError
+from sige.metrics import MissingWeightsError
 from sige.tasks import model_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     if not jobs:
         print("no quality jobs are configured (configs/quality/*.yaml)", file=sys.stderr)
         return 1
-    missing: dict[tuple[str, str], list[str]] = {}
+    missing: dict[str, list[str]] = {}  # what to download and where (one message) -> the jobs that need it
     done = failed = 0
     with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
         for job in jobs:
@@ -39,16 +40,15 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 model_task(cfg)
                 done += 1
-            except MissingAssetsError as e:
-                for item in e.missing:
-                    missing.setdefault(item, []).append(name)
+            except (MissingWeightsError, DataError, FileNotFoundError) as e:  # weights or data not there yet
+                missing.setdefault(str(e).strip(), []).append(name)
             except Exception as e:  # report and go on with the other models
                 failed += 1
                 print(f"FAILED {name}: {type(e).__name__}: {e}", file=sys.stderr)
     if missing:
-        print(f"\n{len(missing)} file(s) are needed before the remaining quality jobs can run:", file=sys.stderr)
-        for (what, where), needed_by in missing.items():
-            print(f"  - {what}\n      {where}\n      needed by: {'; '.join(sorted(set(needed_by)))}", file=sys.stderr)
+        print("\nThese files are needed before the remaining quality jobs can run:", file=sys.stderr)
+        for message, needed_by in missing.items():
+            print(f"\n[for: {'; '.join(needed_by)}]\n{message}", file=sys.stderr)
     print(f"quality jobs: {done} ran, {len(jobs) - done - failed} waiting for files, {failed} failed", file=sys.stderr)
     return 0 if done == len(jobs) else 1
 

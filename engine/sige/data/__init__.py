@@ -13,7 +13,7 @@ Command line: ``python -m sige.data list | fetch NAME | verify NAME | path NAME 
 from __future__ import annotations
 
 from .download import data_path, data_root, fetch, fetch_item, item_status, local_path, mirror_setting, verify
-from .errors import ChecksumError, DataError, DownloadError, ManifestError, MissingAssetsError
+from .errors import ChecksumError, DataError, DownloadError, ManifestError
 from .manifest import Item, Manifest, list_manifests, load_manifest, manifest_dir
 
 __all__ = [
@@ -23,7 +23,6 @@ __all__ = [
     "Item",
     "Manifest",
     "ManifestError",
-    "MissingAssetsError",
     "data_path",
     "data_root",
     "fetch",

@@ -6,7 +6,7 @@ single clear line instead of a traceback.
 
 from __future__ import annotations
 
-__all__ = ["ChecksumError", "DataError", "DownloadError", "ManifestError", "MissingAssetsError"]
+__all__ = ["ChecksumError", "DataError", "DownloadError", "ManifestError"]
 
 
 class DataError(RuntimeError):
@@ -23,14 +23,3 @@ class DownloadError(DataError):
 
 class ChecksumError(DataError):
     """A fetched file does not match its declared checksum, even after one re-fetch."""
-
-
-class MissingAssetsError(DataError):
-    """Weights or datasets a task needs are absent; ``missing`` lists (what, where to put it / how to get it)."""
-
-    def __init__(self, missing: list[tuple[str, str]], task: str = ""):
-        self.missing = list(missing)
-        self.task = task
-        lines = [f"{task + ': ' if task else ''}missing {len(self.missing)} file(s); download them first:"]
-        lines += [f"  - {what}: {where}" for what, where in self.missing]
-        super().__init__("\n".join(lines))
