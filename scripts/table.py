@@ -6,7 +6,11 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
+import yaml
+
 from sige.bench import read_rows
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # Published variant names per measured variant (GAN Compression's dense model is published as "gan_compression").
 VARIANT_ALIASES = {"original": ("original", "gan_compression"), "sige": ("sige", "gan_compression+sige")}
@@ -17,6 +21,14 @@ def edit_label(overrides: list[str]) -> str:
     kv = dict(o.split("=", 1) for o in overrides if "=" in o)
     label = kv.get("edit", "engine_example")
     return f"{label}@{kv['edit.area']}" if label == "synthetic" and "edit.area" in kv else label
+
+
+def job_key(job: dict) -> tuple[str, str, str]:
+    """(model name, component, edit label) of the rows a reproduce job writes."""
+    kv = dict(o.split("=", 1) for o in job["overrides"] if "=" in o)
+    model_cfg = yaml.safe_load((ROOT / "configs" / "model" / f"{kv.get('model', 'engine_conv')}.yaml").read_text())
+    component = kv.get("component", str(model_cfg.get("default_component")))
+    return model_cfg["name"], component, edit_label(job["overrides"])
 
 
 def read_published(path: str | Path) -> list[dict[str, str]]:
@@ -53,10 +65,7 @@ def _paper_speedups(pub: list[dict[str, str]]) -> str:
 def write_table(efficiency_csv: str | Path, published_csv: str | Path, out_md: str | Path, jobs: list[dict]) -> str:
     rows = _latest(read_rows(efficiency_csv))
     published = read_published(published_csv) if Path(published_csv).exists() else []
-    # published links by (model name, edit label); the model name is the one the rows carry
-    spec_by_edit = {
-        (j["published"]["model"], edit_label(j["overrides"])): j["published"] for j in jobs if j.get("published")
-    }
+    spec_by_edit = {job_key(j): j["published"] for j in jobs if j.get("published")}
     lines = [
         "# Efficiency: measured here vs published",
         "",
@@ -74,10 +83,12 @@ def write_table(efficiency_csv: str | Path, published_csv: str | Path, out_md: s
     for (model, comp, edit, variant, dev, threads, dtype), r in sorted(rows.items()):
         groups[(model, comp, edit, dev, threads, dtype)][variant] = r
     for (model, comp, edit, dev, threads, dtype), variants in groups.items():
-        pub_spec = spec_by_edit.get((model, edit))
+        pub_spec = spec_by_edit.get((model, comp, edit))
         pub = []
-        if pub_spec:
-            pub = [p for p in published if p["model"] == pub_spec["model"] and p["case"] == pub_spec.get("case", "")]
+        if pub_spec:  # rows of this case, and case-less rows (dense figures shared by every case)
+            pub = [
+                p for p in published if p["model"] == pub_spec["model"] and p["case"] in (pub_spec.get("case", ""), "")
+            ]
         base = variants.get("original")
         for variant in ("original", "sige", "sige_fast"):
             r = variants.get(variant)
