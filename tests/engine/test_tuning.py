@@ -36,6 +36,10 @@ def test_autotune_picks_one_of_the_candidates_and_leaves_masks_set():
         assert model.blocks[0].main_gather.block_size == (best[3], best[3])
         assert model.blocks[0].main_gather.active_indices is not None
         model(x0)
+        set_block_sizes(model, {3: 18, 1: 16})
+        again, tried_again = autotune_block_sizes(model, lambda: model(x0), {(24, 24): mask}, cands, repeats=1)
+        assert again == best and tried_again == []  # cached for this model class, mask and thread count
+        assert model.blocks[0].main_gather.block_size == (best[3], best[3])
 
 
 def test_block_size_candidates_give_whole_tiles():
