@@ -25,10 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from sige import backends
-from sige.bench import VARIANT_GRID, VARIANTS, Timing, active_fraction
+from sige.bench import VARIANT_GRID, VARIANTS, Timing, active_fraction, timed
 from sige.nn import SIGEModel
 from sige.nn.attention import set_kv_mode
-from sige.profile import measure_latency, peak_memory_mb
 from sige.profile.macs import FUSED_ATTENTION_OPS
 
 from .config import unet_config, vae_config
@@ -70,18 +69,6 @@ def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
     return 10.0 * math.log10(rng * rng / mse)
 
 
-def _timed(fn: Callable[[], Any], timing: Timing, device: str) -> dict[str, float | None]:
-    if not timing.enabled:
-        return {"latency_ms": None, "latency_ms_min": None, "latency_ms_max": None, "peak_mem_mb": None}
-    lat = measure_latency(fn, timing.warmup, timing.repeats, device, timing.min_time_s, timing.max_time_s)
-    return {
-        "latency_ms": round(lat.median_ms, 4),
-        "latency_ms_min": round(lat.min_ms, 4),
-        "latency_ms_max": round(lat.max_ms, 4),
-        "peak_mem_mb": round(peak_memory_mb(fn, device), 2),
-    }
-
-
 @torch.no_grad()
 def measure(
     model: SIGEModel,
@@ -111,7 +98,7 @@ def measure(
         rows["original"] = {
             "variant": "original", "backend": backend, "block_grid": "", "macs": paper,
             "macs_with_fused_attention": total, "active_fraction": 1.0, "psnr_vs_dense_db": None,
-            **_timed(lambda: model(*edited_args), timing, device),
+            **timed(lambda: model(*edited_args), timing, device),
         }  # fmt: skip
     sparse_variants = [v for v in variants if v != "original"]
     if sparse_variants:
@@ -131,7 +118,7 @@ def measure(
                 "variant": variant, "backend": backend, "block_grid": grid, "macs": paper,
                 "macs_with_fused_attention": total, "active_fraction": round(active_fraction(model, grid), 6),
                 "psnr_vs_dense_db": None if math.isinf(fidelity) else round(fidelity, 3),
-                **_timed(lambda: model(*edited_args), timing, device),
+                **timed(lambda: model(*edited_args), timing, device),
             }  # fmt: skip
             model.set_mode("full")
     model.clear_cache()

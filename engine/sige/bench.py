@@ -182,7 +182,8 @@ def active_fraction(model: torch.nn.Module, block_grid: str = "trimmed") -> floa
     return active / total if total else 0.0
 
 
-def _timed(fn: Callable[[], Any], timing: Timing, device: str) -> dict[str, float | None]:
+def timed(fn: Callable[[], Any], timing: Timing, device: str) -> dict[str, float | None]:
+    """The latency and peak-memory columns of a row for ``fn()`` (None everywhere when timing is off)."""
     if not timing.enabled:
         return {"latency_ms": None, "latency_ms_min": None, "latency_ms_max": None, "peak_mem_mb": None}
     lat = measure_latency(fn, timing.warmup, timing.repeats, device, timing.min_time_s, timing.max_time_s)
@@ -223,7 +224,7 @@ def measure_variants(
         row: dict[str, Any] = {"variant": variant, "backend": backends.name_for(device.split(":")[0])}
         if variant == "original":
             row.update(macs=macs(model, tuple(edited_args)), active_fraction=1.0, block_grid="")
-            row.update(_timed(lambda: model(*edited_args), timing, device))
+            row.update(timed(lambda: model(*edited_args), timing, device))
         else:
             model(*original_args)
             model.set_masks(masks, block_grid=VARIANT_GRID[variant])
@@ -233,7 +234,7 @@ def measure_variants(
                 active_fraction=round(active_fraction(model, VARIANT_GRID[variant]), 6),
             )
             row["block_grid"] = VARIANT_GRID[variant]
-            row.update(_timed(lambda: model(*edited_args), timing, device))
+            row.update(timed(lambda: model(*edited_args), timing, device))
         rows.append(row)
     model.clear_cache()
     model.set_mode("full")
