@@ -103,3 +103,17 @@ def test_figures_render(tmp_path, jobs_file):
     for name in ("macs_vs_edit.png", "speedup_vs_macs.png", "panel_engine_conv.png"):
         png = tmp_path / "fig" / name
         assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_reproduce_quality_lists_missing_files_in_one_message(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SIGE_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("SIGE_DATA_MIRROR", str(tmp_path / "empty-mirror"))  # nothing to fetch, no network
+    (tmp_path / "empty-mirror").mkdir()
+    jobs = tmp_path / "quality.yaml"
+    jobs.write_text("jobs:\n  - overrides: [model=ddpm_church256, edit=church_sdedit]\n")
+    rq = load_script("reproduce_quality")
+    assert rq.main(["--jobs", str(jobs)]) == 1
+    err = capsys.readouterr().err
+    assert "needed before the remaining quality jobs can run" in err
+    assert "alexnet" in err.lower() and "model=ddpm_church256 edit=church_sdedit" in err
+    assert "1 waiting for files" in err
