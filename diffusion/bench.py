@@ -9,9 +9,11 @@ checkpoint is given; MACs and latency do not depend on them.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from diffusion.build import build_model, model_input, schedule_and_sequence
 from diffusion.edits import load_edit, mask_pyramid
@@ -61,3 +63,31 @@ def efficiency(
         r.update(edited_fraction=round(case.edited_fraction, 6), resolution=res, timestep=t)
         r["block_sizes"] = str(fast if (fast and r["variant"] == "sige_fast") else defaults)
     return rows
+
+
+def panel(model_cfg: dict) -> dict:
+    """Qualitative figure of the church example: one denoising step's prediction, dense vs sparse (random weights)."""
+    from sige.bench import panel_outputs
+
+    res = int(model_cfg["resolution"])
+    model = build_model(model_cfg, None).eval()
+    edit = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "configs" / "edit" / "church_example.yaml").read_text()
+    )
+    case = load_edit(edit, res, float(model_cfg["edit_eps"]), int(model_cfg["mask_dilate_radius"]))
+    schedule, seq = schedule_and_sequence(model_cfg)
+    t = seq[-1]
+    noise = torch.randn(case.original.shape, generator=torch.Generator().manual_seed(0))
+    xo, xe = q_sample(case.original, t, noise, schedule), q_sample(case.edited, t, noise, schedule)
+    cond = model_input(schedule, t, 1, "cpu")
+    out = panel_outputs(model, (xo, cond), (xe, cond), mask_pyramid(case.mask, model.min_resolution()), (res, res))
+    return {
+        "title": f"{model_cfg['name']}: church example, one denoising step at t={t} (random weights)",
+        "weights": "random",
+        "original": case.original[0].numpy(),
+        "edited": case.edited[0].numpy(),
+        "dense": out["dense"][0, :3].numpy(),
+        "sparse": out["sparse"][0, :3].numpy(),
+        "mask": case.mask.numpy(),
+        "blocks": out["blocks"],
+    }

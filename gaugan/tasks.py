@@ -262,3 +262,31 @@ def quality(cfg: Mapping[str, Any]) -> list[dict]:
     from gaugan.quality import quality as _quality
 
     return _quality(cfg)
+
+
+def panel(model_cfg: Mapping[str, Any]) -> dict:
+    """Qualitative figure of the Cityscapes example: colourised label maps, dense and sparse generator outputs
+    (random weights)."""
+    import yaml
+
+    from gaugan.labels import colorize
+    from sige.bench import panel_outputs
+
+    edit = yaml.safe_load(
+        (Path(__file__).resolve().parents[1] / "configs" / "edit" / "cityscapes_example.yaml").read_text()
+    )
+    model, _ = load_model(model_cfg, None, "cpu", torch.float32)
+    model.eval()
+    sample = next(iter(edit_samples(edit, model.output_size)))
+    original, edited, masks = prepare(sample, model, model_cfg.get("mask"), None)
+    out = panel_outputs(model, (original,), (edited,), masks.pyramid, tuple(model.output_size))
+    return {
+        "title": f"{model_cfg['name']}: Cityscapes example ({masks.edited_fraction:.2%} edited; random weights)",
+        "weights": "random",
+        "original": colorize(resize_map(np.asarray(sample.original_label), model.output_size)),
+        "edited": colorize(resize_map(np.asarray(sample.edited_label), model.output_size)),
+        "dense": to_image(out["dense"][0]),
+        "sparse": to_image(out["sparse"][0]),
+        "mask": masks.mask.cpu().numpy(),
+        "blocks": out["blocks"],
+    }

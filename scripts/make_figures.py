@@ -138,12 +138,17 @@ def draw_panel(p: dict, out: Path) -> Path:
 
 
 def panels(out_dir: Path, models: list[str] | None) -> list[Path]:
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
     written = []
     for cfg_path in sorted((ROOT / "configs" / "model").glob("*.yaml")):
-        cfg = yaml.safe_load(cfg_path.read_text())
-        if "panel" not in cfg or (models and cfg_path.stem not in models):
+        if "panel" not in yaml.safe_load(cfg_path.read_text()) or (models and cfg_path.stem not in models):
             continue
         try:
+            with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+                composed = compose("config", overrides=[f"model={cfg_path.stem}"])
+            cfg = OmegaConf.to_container(composed.model, resolve=True)
             p = get_method(cfg["panel"]["_target_"])(cfg)
         except Exception as e:  # one model without its data must not stop the other figures
             print(f"skipped panel for {cfg_path.stem}: {type(e).__name__}: {e}", file=sys.stderr)

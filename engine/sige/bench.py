@@ -253,3 +253,30 @@ def active_tiles_mask(gather: Gather) -> torch.Tensor:
         r, c = (i + geo.offset[0]) // geo.conv_stride[0], (j + geo.offset[1]) // geo.conv_stride[1]
         out[r : r + th, c : c + tw] = True
     return out
+
+
+@torch.no_grad()
+def panel_outputs(
+    model: SIGEModel,
+    original_args: Sequence[Any],
+    edited_args: Sequence[Any],
+    masks: Mapping[tuple[int, int], torch.Tensor],
+    image_size: tuple[int, int],
+    block_grid: str = "trimmed",
+) -> dict[str, Any]:
+    """Dense and sparse outputs of one edit plus the active tiles of the highest-resolution Gather, scaled to
+    ``image_size`` (for the qualitative figures of ``make figures``)."""
+    model.clear_cache()
+    model.set_mode("full")
+    dense = model(*edited_args).clone()
+    model(*original_args)
+    model.set_masks(masks, block_grid=block_grid)
+    model.set_mode("sparse")
+    sparse = model(*edited_args).clone()
+    gathers = [m for m in model.modules() if isinstance(m, Gather) and m.active_indices is not None and m.output_res]
+    top = max(gathers, key=lambda g: g.output_res[0] * g.output_res[1])
+    tiles = active_tiles_mask(top).float()[None, None]
+    blocks = torch.nn.functional.interpolate(tiles, size=image_size, mode="nearest")[0, 0] > 0.5
+    model.set_mode("full")
+    model.clear_cache()
+    return {"dense": dense, "sparse": sparse, "blocks": blocks.cpu().numpy()}
