@@ -19,29 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sige.nn.blocks import FrozenStats, ResBlock
+from sige.nn.blocks import FrozenStats
 from sige.nn.norm import group_norm_with_stats
-
-
-def stats_nbytes(stats: dict) -> int:
-    """Bytes of a ``{cache_id: nested tuples of tensors}`` statistics store.
-
-    (``sige.nn.blocks.FrozenStats.cache_nbytes`` assumes flat tuples and fails on ResBlock's nested
-    ``((scale1, shift1), (scale2, shift2))``; the blocks here count with this instead.)"""
-
-    def size(v: object) -> int:
-        if isinstance(v, torch.Tensor):
-            return v.numel() * v.element_size()
-        return sum(size(x) for x in v) if isinstance(v, tuple | list) else 0
-
-    return sum(size(v) for v in stats.values())
-
-
-class DDPMResBlock(ResBlock):
-    """``sige.nn.blocks.ResBlock`` (the DDPM ResBlock, written once for every mode) with its cache size counted."""
-
-    def cache_nbytes(self) -> int:
-        return stats_nbytes(self.stats)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -104,9 +83,6 @@ class AttnBlock(FrozenStats):
             scale, shift = self.frozen()
             h = x * scale + shift
         return x + self.proj_out(attention(self.qkv(h), self.heads))
-
-    def cache_nbytes(self) -> int:
-        return stats_nbytes(self.stats)
 
 
 def check_input_size(x: torch.Tensor, levels: int, in_channels: int, name: str) -> None:

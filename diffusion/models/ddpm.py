@@ -23,14 +23,13 @@ from torch import nn
 
 from diffusion.models.common import (
     AttnBlock,
-    DDPMResBlock,
     check_input_size,
     check_timesteps,
     same_conditioning,
     timestep_embedding,
 )
 from sige.nn import SIGEModel
-from sige.nn.blocks import Downsample, Upsample, swish
+from sige.nn.blocks import Downsample, ResBlock, Upsample, swish
 
 
 def stride2_block(block_size: int) -> int:
@@ -72,8 +71,8 @@ class DDPMUNet(SIGEModel):
         self.num_resolutions, self.num_res_blocks, self.resolution = len(ch_mult), num_res_blocks, resolution
         threshold = float("inf") if sparse_resolution_threshold is None else sparse_resolution_threshold
 
-        def res_block(cin: int, cout: int, sparse: bool) -> DDPMResBlock:
-            return DDPMResBlock(cin, cout, self.temb_ch, num_groups, 1e-6, sparse, main_block_size, shortcut_block_size,
+        def res_block(cin: int, cout: int, sparse: bool) -> ResBlock:
+            return ResBlock(cin, cout, self.temb_ch, num_groups, 1e-6, sparse, main_block_size, shortcut_block_size,
                             dropout)  # fmt: skip
 
         self.temb = nn.Module()

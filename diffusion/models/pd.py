@@ -28,7 +28,6 @@ from diffusion.models.common import (
     check_input_size,
     check_timesteps,
     same_conditioning,
-    stats_nbytes,
     timestep_embedding,
 )
 from sige.nn import Gather, Scatter, ScatterGather, ScatterWithBlockResidual, SIGEConv2d, SIGEModel
@@ -77,9 +76,6 @@ class PDResBlock(FrozenStats):
                 self.scatter = ScatterWithBlockResidual(self.main_gather, self.shortcut_gather)
             else:
                 self.scatter = Scatter(self.main_gather)
-
-    def cache_nbytes(self) -> int:
-        return stats_nbytes(self.stats)
 
     def _resample(self, x: torch.Tensor) -> torch.Tensor:
         if self.resample == "down":
