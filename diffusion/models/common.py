@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from sige.nn import SIGEModel
 from sige.nn.blocks import FrozenStats
 from sige.nn.norm import group_norm_with_stats
 
@@ -120,3 +121,17 @@ def same_conditioning(recorded: dict, cache_id: object, t: torch.Tensor, name: s
             f"cache_id={cache_id!r} (t={ref.tolist()}), but got t={t.tolist()}; run a full pass with this t first "
             "(or select its cache slot with model.set_cache_id)"
         )
+
+
+class PyramidUNet(SIGEModel):
+    """Base of the church UNets: ``num_resolutions`` levels halving a ``resolution``-sized input."""
+
+    num_resolutions: int
+    resolution: int
+
+    def min_resolution(self, size: int | tuple[int, int] | None = None) -> int | tuple[int, int]:
+        """Smallest feature resolution (the pyramid's ``min_res``) for an image side or ``(H, W)`` size."""
+        f = 2 ** (self.num_resolutions - 1)
+        if isinstance(size, tuple | list):
+            return int(size[0]) // f, int(size[1]) // f
+        return (size or self.resolution) // f

@@ -23,12 +23,12 @@ from torch import nn
 
 from diffusion.models.common import (
     AttnBlock,
+    PyramidUNet,
     check_input_size,
     check_timesteps,
     same_conditioning,
     timestep_embedding,
 )
-from sige.nn import SIGEModel
 from sige.nn.blocks import Downsample, ResBlock, Upsample, swish
 
 
@@ -37,7 +37,7 @@ def stride2_block(block_size: int) -> int:
     return block_size - (block_size - 3) % 2
 
 
-class DDPMUNet(SIGEModel):
+class DDPMUNet(PyramidUNet):
     """Noise-prediction UNet ``eps = model(x, t)`` with ``x: [B, in_ch, H, W]`` and ``t: [B]`` (or a scalar).
 
     ``resolution`` is the nominal image size that decides which levels are sparse; any input whose
@@ -124,13 +124,6 @@ class DDPMUNet(SIGEModel):
         self.norm_out = nn.GroupNorm(num_groups, block_in, eps=1e-6)
         self.conv_out = nn.Conv2d(block_in, out_ch, 3, padding=1)
         self._timesteps: dict = {}
-
-    def min_resolution(self, size: int | tuple[int, int] | None = None) -> int | tuple[int, int]:
-        """Smallest feature resolution (the pyramid's ``min_res``) for an image side or ``(H, W)`` size."""
-        f = 2 ** (self.num_resolutions - 1)
-        if isinstance(size, tuple | list):
-            return int(size[0]) // f, int(size[1]) // f
-        return (size or self.resolution) // f
 
     def clear_cache(self) -> None:
         super().clear_cache()

@@ -25,12 +25,13 @@ from torch import nn
 
 from diffusion.models.common import (
     AttnBlock,
+    PyramidUNet,
     check_input_size,
     check_timesteps,
     same_conditioning,
     timestep_embedding,
 )
-from sige.nn import Gather, Scatter, ScatterGather, ScatterWithBlockResidual, SIGEConv2d, SIGEModel
+from sige.nn import Gather, Scatter, ScatterGather, ScatterWithBlockResidual, SIGEConv2d
 from sige.nn.blocks import FrozenStats, swish
 from sige.nn.norm import group_norm_with_stats
 
@@ -132,7 +133,7 @@ def logsnr_input(logsnr: torch.Tensor) -> torch.Tensor:
     return torch.arctan(torch.exp(-0.5 * torch.clip(logsnr, -20.0, 20.0))) / (0.5 * math.pi)
 
 
-class PDUNet(SIGEModel):
+class PDUNet(PyramidUNet):
     """``out = model(z, logsnr)`` with ``z: [B, in_ch, H, W]`` and ``logsnr: [B]``; ``out[:, :3]`` predicts x,
     ``out[:, 3:]`` predicts eps. ``resolution`` is the nominal size that decides the sparse levels."""
 
@@ -218,13 +219,6 @@ class PDUNet(SIGEModel):
         self.norm_out = nn.GroupNorm(num_groups, block_in, eps=1e-6)
         self.conv_out = nn.Conv2d(block_in, out_ch, 3, padding=1)
         self._logsnr: dict = {}
-
-    def min_resolution(self, size: int | tuple[int, int] | None = None) -> int | tuple[int, int]:
-        """Smallest feature resolution (the pyramid's ``min_res``) for an image side or ``(H, W)`` size."""
-        f = 2 ** (self.num_resolutions - 1)
-        if isinstance(size, tuple | list):
-            return int(size[0]) // f, int(size[1]) // f
-        return (size or self.resolution) // f
 
     def clear_cache(self) -> None:
         super().clear_cache()
