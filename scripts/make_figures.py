@@ -145,15 +145,21 @@ def panels(out_dir: Path, models: list[str] | None) -> list[Path]:
     for cfg_path in sorted((ROOT / "configs" / "model").glob("*.yaml")):
         if "panel" not in yaml.safe_load(cfg_path.read_text()) or (models and cfg_path.stem not in models):
             continue
-        try:
-            with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-                composed = compose("config", overrides=[f"model={cfg_path.stem}"])
-            cfg = OmegaConf.to_container(composed.model, resolve=True)
-            p = get_method(cfg["panel"]["_target_"])(cfg)
-        except Exception as e:  # one model without its data must not stop the other figures
-            print(f"skipped panel for {cfg_path.stem}: {type(e).__name__}: {e}", file=sys.stderr)
-            continue
-        written.append(draw_panel(p, out_dir / f"panel_{cfg_path.stem}.png"))
+        # a panel either draws the model's own example, or one panel per edit listed in `panel.edits`
+        for edit in yaml.safe_load(cfg_path.read_text())["panel"].get("edits") or [None]:
+            name = f"{cfg_path.stem}_{edit}" if edit else cfg_path.stem
+            try:
+                with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+                    composed = compose(
+                        "config", overrides=[f"model={cfg_path.stem}", *([f"edit={edit}"] if edit else [])]
+                    )
+                cfg = OmegaConf.to_container(composed, resolve=True)
+                target = get_method(cfg["model"]["panel"]["_target_"])
+                p = target(cfg["model"], cfg["edit"]) if edit else target(cfg["model"])
+            except Exception as e:  # one model without its data must not stop the other figures
+                print(f"skipped panel for {name}: {type(e).__name__}: {e}", file=sys.stderr)
+                continue
+            written.append(draw_panel(p, out_dir / f"panel_{name}.png"))
     return written
 
 

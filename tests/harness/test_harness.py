@@ -50,8 +50,8 @@ def test_reproduce_table_writes_rows_resumes_and_sets_published_beside(tmp_path,
     assert by[("engine_example", "sige")]["macs"] == str(783 * 16 * 16 * 32 * 9)  # the paper's 57.73 M
     assert all(r["weights"] == "random" and r["settings_key"] and r["code_version"] for r in rows)
     text = table.read_text()
-    assert "| engine_example_conv | conv | engine_example | 15.45% | sige | 0.05773 | 0.05773 | yes |" in text
-    assert "| engine_example_conv | conv | engine_example | 15.45% | original | 0.302 | 0.30199 | yes |" in text
+    assert "| engine_example_conv | conv | engine_example | 15.45% | sige | 0.057729 | 0.05773 | yes |" in text
+    assert "| engine_example_conv | conv | engine_example | 15.45% | original | 0.301990 | 0.30199 | yes |" in text
 
     capsys.readouterr()
     assert rt.main(args) == 0  # second run: same settings, code and machine -> rows reused
@@ -61,6 +61,61 @@ def test_reproduce_table_writes_rows_resumes_and_sets_published_beside(tmp_path,
 
     assert rt.main([*args[:-3], "--force", *FAST, "--quick"]) == 0  # FORCE re-measures (quick subset only)
     assert len(read_rows(csv_path)) == 6
+
+
+def _row(model, component, edit, variant, macs, **extra):
+    base = dict(model=model, component=component, edit=edit, variant=variant, macs=str(macs), latency_ms="",
+                edited_fraction="0.02", device="cpu", threads="2", dtype="float32", backend="native",
+                timestamp="2026-01-01T00:00:00")  # fmt: skip
+    return {**base, **extra}
+
+
+def test_table_labels_matches_dense_only_links_and_fidelity(tmp_path):
+    import csv
+
+    table = load_script("table")
+    eff, pub, out = tmp_path / "eff.csv", tmp_path / "pub.csv", tmp_path / "TABLE.md"
+    m = "engine_example_conv"
+    rows = [
+        _row(m, "conv", "ex", "original", 3015_814_700_000, macs_with_fused_attention=3219_870_000_000),
+        _row(m, "conv", "ex", "sige", 985_258_800_000, macs_with_fused_attention=1041_830_000_000,
+             psnr_vs_dense_db="41.5"),
+        _row(m, "conv", "ex2", "original", 1854_820_000_000),
+        _row(m, "conv", "ex2", "sige", 100_000_000_000),
+        _row(m, "conv", "ex3", "sige", 590_000_000_000),
+    ]  # fmt: skip
+    keys = sorted({k for r in rows for k in r})
+    with open(eff, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    pub.write_text(
+        "# comment\nmodel,source,edited_fraction,case,variant,macs_g,device,latency,unit,metric,value\n"
+        "pm,x,,c0,original,3015.82,a100,320,ms,,\n"
+        "pm,x,0.1,c0,sige,985.25,a100,118,ms,,\n"
+        "pm,x,0.1,c3,sige,592.03,a100,112,ms,,\n"
+    )
+    jobs = [
+        {"overrides": ["model=engine_conv", "edit=ex"], "published": {"model": "pm", "case": "c0"}},
+        {"overrides": ["model=engine_conv", "edit=ex2"], "published": {"model": "pm", "case": "", "dense_only": True}},
+        {"overrides": ["model=engine_conv", "edit=ex3"], "published": {"model": "pm", "case": "c3"}},
+    ]
+    text = table.write_table(eff, pub, out, jobs)
+    lines = {
+        tuple(c.strip() for c in line.split("|")[3:9])
+        for line in text.splitlines()
+        if line.startswith("| engine_example_conv |")
+    }
+    # one unit off in the published last digit is labelled so, never "yes"
+    assert ("ex", "2.00%", "original", "3015.815", "3015.82", "last digit") in lines
+    assert ("ex", "2.00%", "sige", "985.259", "985.25", "last digit") in lines
+    # the dense figure of any case applies; a dense-only link shows no sparse figure
+    assert ("ex2", "2.00%", "original", "1854.820", "3015.82", "NO") in lines
+    assert ("ex2", "2.00%", "sige", "100", "", "") in lines
+    assert ("ex3", "2.00%", "sige", "590.000", "592.03", "NO") in lines
+    assert (
+        "| engine_example_conv | conv | ex | sige | 985.26 | 1041.83 | 41.5 |" in text
+    )  # both conventions and the PSNR
 
 
 def test_run_py_sweep_on_the_basic_and_joblib_launchers(tmp_path):

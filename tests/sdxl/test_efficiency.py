@@ -3,6 +3,7 @@ Hydra configs)."""
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -108,3 +109,19 @@ def test_efficiency_rejects_unknown_components_and_edits():
         build_component(cfg, "text", None, torch.float32, "cpu")
     with pytest.raises(ValueError, match="sd_sdedit0"):
         load_edit({"name": "engine_example", "kind": "mask"})
+
+
+def test_panel_of_an_example_edit_shows_the_decoder_dense_vs_sparse():
+    """`make figures` panels for the SD examples: image-sized outputs, the edit region and the active tiles."""
+    from sdxl.panel import panel
+
+    cfg = yaml.safe_load((REPO / "configs" / "model" / "sd14.yaml").read_text())
+    cfg["image_size"] = [64, 128]
+    cfg["vae"].update(ch=8, ch_mult=[1, 2, 2, 2], num_res_blocks=1, num_groups=4)
+    p = panel(cfg, _edit("sd_sdedit0"))
+    assert p["weights"] == "random" and "random weights" in p["title"]
+    assert p["dense"].shape == p["sparse"].shape == p["original"].shape == (3, 64, 128)
+    blocks = p["blocks"]
+    assert blocks.shape == (64, 128) and 0 < blocks.mean() < 0.5
+    assert p["mask"].any() and not (p["mask"] & ~blocks).any()  # every edited pixel is recomputed
+    assert np.isfinite(p["sparse"]).all() and not np.array_equal(p["sparse"], p["dense"])
