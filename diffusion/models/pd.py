@@ -23,14 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffusion.models.common import (
-    AttnBlock,
-    PyramidUNet,
-    check_input_size,
-    check_timesteps,
-    same_conditioning,
-    timestep_embedding,
-)
+from diffusion.models.common import AttnBlock, PyramidUNet, timestep_embedding
 from sige.nn import Gather, Scatter, ScatterGather, ScatterWithBlockResidual, SIGEConv2d
 from sige.nn.blocks import FrozenStats, swish
 from sige.nn.norm import group_norm_with_stats
@@ -161,101 +154,22 @@ class PDUNet(PyramidUNet):
             sparse_resolution_threshold=sparse_resolution_threshold, main_block_size=main_block_size,
             shortcut_block_size=shortcut_block_size, num_groups=num_groups,
         )  # fmt: skip
-        self.ch, self.temb_ch, self.in_ch = ch, temb_ch, in_ch
-        self.num_resolutions, self.num_res_blocks, self.resolution = len(ch_mult), num_res_blocks, resolution
         threshold = float("inf") if sparse_resolution_threshold is None else sparse_resolution_threshold
 
-        def block(cin: int, cout: int, sparse: bool, resample: str | None = None) -> PDResBlock:
-            return PDResBlock(cin, cout, temb_ch, resample, sparse, main_block_size, shortcut_block_size, num_groups,
-                              dropout)  # fmt: skip
+        def block(cin: int, cout: int, res: int, resample: str | None = None) -> PDResBlock:
+            return PDResBlock(cin, cout, temb_ch, resample, res >= threshold, main_block_size, shortcut_block_size,
+                              num_groups, dropout)  # fmt: skip
 
-        def attn(c: int) -> AttnBlock:
-            return AttnBlock(c, head_dim=head_dim, num_groups=num_groups)
+        self._build(
+            ch, ch_mult, num_res_blocks, attn_resolutions, resolution, temb_ch, in_ch, out_ch, num_groups,
+            block=block,
+            attn=lambda c: AttnBlock(c, head_dim=head_dim, num_groups=num_groups),
+            downsample=lambda c, res: block(c, c, res, "down"),
+            upsample=lambda cin, cout, res: block(cin, cout, res, "up"),
+        )  # fmt: skip
 
-        self.temb = nn.Module()
-        self.temb.dense = nn.ModuleList([nn.Linear(ch, temb_ch), nn.Linear(temb_ch, temb_ch)])
-        self.conv_in = nn.Conv2d(in_ch, ch, 3, padding=1)
+    def embed(self, logsnr: torch.Tensor) -> torch.Tensor:
+        return timestep_embedding(logsnr_input(logsnr) * 1000, self.ch)
 
-        res = resolution
-        in_mult = (1, *ch_mult)
-        self.down = nn.ModuleList()
-        block_in = ch
-        for i, mult in enumerate(ch_mult):
-            down = nn.Module()
-            down.block, down.attn = nn.ModuleList(), nn.ModuleList()
-            block_in, block_out = ch * in_mult[i], ch * mult
-            for _ in range(num_res_blocks):
-                down.block.append(block(block_in, block_out, res >= threshold))
-                block_in = block_out
-                if res in attn_resolutions:
-                    down.attn.append(attn(block_in))
-            if i != len(ch_mult) - 1:
-                down.downsample = block(block_in, block_in, res >= threshold, "down")
-                res //= 2
-            self.down.append(down)
-
-        self.mid = nn.Module()
-        self.mid.block_1 = block(block_in, block_in, res >= threshold)
-        self.mid.attn_1 = attn(block_in)
-        self.mid.block_2 = block(block_in, block_in, res >= threshold)
-
-        ups: list[nn.Module] = []
-        for i in reversed(range(len(ch_mult))):
-            up = nn.Module()
-            up.block, up.attn = nn.ModuleList(), nn.ModuleList()
-            block_out = ch * ch_mult[i]
-            for j in range(num_res_blocks + 1):
-                skip_in = ch * (in_mult[i] if j == num_res_blocks else ch_mult[i])
-                up.block.append(block(block_in + skip_in, block_out, res >= threshold))
-                block_in = block_out
-                if res in attn_resolutions:
-                    up.attn.append(attn(block_in))
-            if i != 0:
-                up.upsample = block(block_in, block_out, res >= threshold, "up")
-                res *= 2
-            ups.insert(0, up)
-        self.up = nn.ModuleList(ups)
-
-        self.norm_out = nn.GroupNorm(num_groups, block_in, eps=1e-6)
-        self.conv_out = nn.Conv2d(block_in, out_ch, 3, padding=1)
-        self._logsnr: dict = {}
-
-    def clear_cache(self) -> None:
-        super().clear_cache()
-        self._logsnr.clear()
-
-    def forward(self, z: torch.Tensor, logsnr: torch.Tensor | float) -> torch.Tensor:
-        check_input_size(z, self.num_resolutions, self.in_ch, type(self).__name__)
-        logsnr = check_timesteps(logsnr, z.shape[0], z.device)
-        cache_id = self.mid.block_1.cache_id
-        if self.mode == "full":
-            self._logsnr[cache_id] = logsnr.detach().clone()
-            temb = timestep_embedding(logsnr_input(logsnr) * 1000, self.ch).to(z.dtype)
-            temb = self.temb.dense[1](swish(self.temb.dense[0](temb)))
-        else:
-            same_conditioning(self._logsnr, cache_id, logsnr, type(self).__name__)
-            temb = None
-
-        hs = [self.conv_in(z)]
-        for i, down in enumerate(self.down):
-            for j, blk in enumerate(down.block):
-                h = blk(hs[-1], temb)
-                if len(down.attn):
-                    h = down.attn[j](h)
-                hs.append(h)
-            if i != self.num_resolutions - 1:
-                hs.append(down.downsample(hs[-1], temb))
-
-        h = self.mid.block_1(hs[-1], temb)
-        h = self.mid.attn_1(h)
-        h = self.mid.block_2(h, temb)
-
-        for i in reversed(range(self.num_resolutions)):
-            up = self.up[i]
-            for j, blk in enumerate(up.block):
-                h = blk(torch.cat([h, hs.pop()], dim=1), temb)
-                if len(up.attn):
-                    h = up.attn[j](h)
-            if i != 0:
-                h = up.upsample(h, temb)
-        return self.conv_out(swish(self.norm_out(h)))
+    def _resample(self, module: nn.Module, h: torch.Tensor, temb: torch.Tensor | None) -> torch.Tensor:
+        return module(h, temb)  # the samplers are ResBlocks
