@@ -131,6 +131,23 @@ def _require(schedule: Schedule, kind: type, name: str) -> None:
         raise TypeError(f"{name} needs a {kind.__name__}, got {type(schedule).__name__}")
 
 
+def _discrete_steps(
+    model_fn: ModelFn,
+    x: torch.Tensor,
+    seq: Sequence[int],
+    schedule: DiscreteSchedule,
+    post: PostFn | None,
+    update: Callable[[torch.Tensor, torch.Tensor, int, float, float], torch.Tensor],
+) -> torch.Tensor:
+    """The loop of the one-step samplers: ``x = update(x, eps, t, alpha_bar(t), alpha_bar(t_next))`` per step."""
+    for step, (t, t_next) in enumerate(_steps(seq)):
+        eps = model_fn(x, t, step)
+        x = update(x, eps, t, schedule.alpha_bar(t), schedule.alpha_bar(t_next))
+        if post is not None:
+            x = post(x, t_next, step)
+    return x
+
+
 @torch.no_grad()
 def ddim(
     model_fn: ModelFn,
@@ -144,18 +161,15 @@ def ddim(
 ) -> torch.Tensor:
     """DDIM: ``x' = sqrt(a') x0 + c1 noise + c2 eps`` with ``c1 = eta sqrt((1 - a/a')(1 - a')/(1 - a))``."""
     _require(schedule, DiscreteSchedule, "ddim")
-    for step, (t, t_next) in enumerate(_steps(seq)):
-        eps = model_fn(x, t, step)
-        at, an = schedule.alpha_bar(t), schedule.alpha_bar(t_next)
+
+    def update(x: torch.Tensor, eps: torch.Tensor, t: int, at: float, an: float) -> torch.Tensor:
         x0 = (x - eps * math.sqrt(1 - at)) / math.sqrt(at)
         c1 = eta * math.sqrt((1 - at / an) * (1 - an) / (1 - at))
         c2 = math.sqrt(max(1 - an - c1**2, 0.0))
         x = math.sqrt(an) * x0 + c2 * eps
-        if c1:
-            x = x + c1 * _noise(x, generator)
-        if post is not None:
-            x = post(x, t_next, step)
-    return x
+        return x + c1 * _noise(x, generator) if c1 else x
+
+    return _discrete_steps(model_fn, x, seq, schedule, post, update)
 
 
 @torch.no_grad()
@@ -171,16 +185,14 @@ def ddpm(
     """Ancestral DDPM: posterior mean from the clipped x0 prediction plus ``exp(log(beta_t) / 2) noise``
     (no noise at ``t = 0``), where ``beta_t = 1 - a_t / a_next`` covers skipped steps."""
     _require(schedule, DiscreteSchedule, "ddpm")
-    for step, (t, t_next) in enumerate(_steps(seq)):
-        eps = model_fn(x, t, step)
-        at, an = schedule.alpha_bar(t), schedule.alpha_bar(t_next)
+
+    def update(x: torch.Tensor, eps: torch.Tensor, t: int, at: float, an: float) -> torch.Tensor:
         beta = 1 - at / an
         x0 = ((x - eps * math.sqrt(1 - at)) / math.sqrt(at)).clamp(-1, 1)
         mean = (math.sqrt(an) * beta * x0 + math.sqrt(1 - beta) * (1 - an) * x) / (1 - at)
-        x = mean + math.sqrt(beta) * _noise(x, generator) if t != 0 else mean
-        if post is not None:
-            x = post(x, t_next, step)
-    return x
+        return mean + math.sqrt(beta) * _noise(x, generator) if t != 0 else mean
+
+    return _discrete_steps(model_fn, x, seq, schedule, post, update)
 
 
 @torch.no_grad()
