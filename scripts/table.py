@@ -65,7 +65,8 @@ def _match(ours: float, pub_macs: str, hit: bool) -> str:
 
 def _fidelity_section(rows: dict[tuple, dict[str, str]]) -> list[str]:
     """Rows that record both MAC conventions and the sparse-vs-dense PSNR (the SD / SDXL components)."""
-    picked = [r for _, r in sorted(rows.items()) if r.get("macs_with_fused_attention")]
+    recorded = {k[:3] for k, r in rows.items() if r.get("psnr_vs_dense_db")}  # cases measured with fidelity
+    picked = [r for k, r in sorted(rows.items()) if k[:3] in recorded and r.get("macs_with_fused_attention")]
     if not picked:
         return []
     out = [

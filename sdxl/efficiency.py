@@ -16,114 +16,20 @@ Columns beyond the benchmark contract:
 
 from __future__ import annotations
 
-import math
-import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from sige import backends
-from sige.bench import VARIANT_GRID, VARIANTS, Timing, active_fraction, timed
+from sige.bench import Timing, measure_variants
 from sige.nn import SIGEModel
 from sige.nn.attention import set_kv_mode
-from sige.profile.macs import FUSED_ATTENTION_OPS
 
 from .config import unet_config, vae_config
 from .edits import EditCase, complete_pyramid, load_edit
 
 COMPONENTS = ("unet", "encoder", "decoder")
-
-
-@torch.no_grad()
-def count_macs(model: torch.nn.Module, args: Sequence[Any]) -> tuple[int, int]:
-    """``(paper-convention MACs, MACs with fused attention)`` of one forward, from one JIT trace.
-
-    A SIGEModel in sparse mode is counted in profile mode (the work the sparse pass does).
-    """
-    from torchprofile import profile_macs
-
-    sparse = isinstance(model, SIGEModel) and model.mode == "sparse"
-    if sparse:
-        model.set_mode("profile")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            per_node = profile_macs(model, tuple(args), reduction=None)
-    finally:
-        if sparse:
-            model.set_mode("sparse")
-    total = int(sum(per_node.values()))
-    paper = int(sum(v for node, v in per_node.items() if node.operator not in FUSED_ATTENTION_OPS))
-    return paper, total
-
-
-def psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
-    """PSNR (dB) of ``x`` against ``ref`` with the data range of ``ref``; inf when identical."""
-    x, ref = x.double(), ref.double()
-    mse = float(F.mse_loss(x, ref))
-    if mse == 0.0:
-        return math.inf
-    rng = float(ref.max() - ref.min()) or 1.0
-    return 10.0 * math.log10(rng * rng / mse)
-
-
-@torch.no_grad()
-def measure(
-    model: SIGEModel,
-    original_args: Sequence[Any],
-    edited_args: Sequence[Any],
-    masks: Mapping[tuple[int, int], torch.Tensor],
-    variants: Sequence[str] = VARIANTS,
-    timing: Timing | None = None,
-    device: str = "cpu",
-    configure: Callable[[SIGEModel, str], None] | None = None,
-) -> list[dict[str, Any]]:
-    """Rows for the variants of ``model`` (see :mod:`sige.bench` for their meaning), plus both MAC counts and
-    the PSNR of each sparse output against the dense one. One full pass on the original serves every sparse
-    variant (the caches do not depend on the block grid); ``configure(model, variant)`` adapts the model to a
-    variant before its sparse passes."""
-    timing = timing or Timing()
-    for v in variants:
-        if v not in VARIANTS:
-            raise ValueError(f"unknown variant {v!r}; use {', '.join(VARIANTS)}")
-    backend = backends.name_for(device.split(":")[0])
-    rows: dict[str, dict[str, Any]] = {}
-    model.clear_cache()
-    model.set_mode("full")
-    dense = model(*edited_args).clone()
-    if "original" in variants:
-        paper, total = count_macs(model, edited_args)
-        rows["original"] = {
-            "variant": "original", "backend": backend, "block_grid": "", "macs": paper,
-            "macs_with_fused_attention": total, "active_fraction": 1.0, "psnr_vs_dense_db": None,
-            **timed(lambda: model(*edited_args), timing, device),
-        }  # fmt: skip
-    sparse_variants = [v for v in variants if v != "original"]
-    if sparse_variants:
-        model.clear_cache()
-        model.set_mode("full")
-        model(*original_args)
-        for variant in sparse_variants:
-            if configure is not None:
-                configure(model, variant)
-            grid = VARIANT_GRID[variant]
-            model.set_masks(masks, block_grid=grid)
-            model.set_mode("sparse")
-            out = model(*edited_args)
-            fidelity = psnr(out, dense)
-            paper, total = count_macs(model, edited_args)
-            rows[variant] = {
-                "variant": variant, "backend": backend, "block_grid": grid, "macs": paper,
-                "macs_with_fused_attention": total, "active_fraction": round(active_fraction(model, grid), 6),
-                "psnr_vs_dense_db": None if math.isinf(fidelity) else round(fidelity, 3),
-                **timed(lambda: model(*edited_args), timing, device),
-            }  # fmt: skip
-            model.set_mode("full")
-    model.clear_cache()
-    model.set_mode("full")
-    return [rows[v] for v in variants]
 
 
 def _region_at(region: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -210,7 +116,7 @@ def efficiency(
     case = load_edit(edit, size)  # type: ignore[arg-type]
     model = build_component(model_cfg, component, weights, dtype, device)
     original, edited, masks = component_inputs(component, case, model_cfg, dtype, device, int(edit.get("seed") or 0))
-    rows = measure(model, original, edited, masks, variants, timing, device, configure_variant)
+    rows = measure_variants(model, original, edited, masks, variants, timing, device, configure_variant, fidelity=True)
     for r in rows:
         r["edited_fraction"] = round(case.edited_fraction, 6)
         r["macs_convention"] = "paper: fused scaled_dot_product_attention not counted"

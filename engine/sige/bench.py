@@ -12,6 +12,7 @@ import csv
 import functools
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
@@ -29,7 +30,7 @@ from sige import backends
 from sige.mask import num_blocks
 from sige.nn.base import SIGEModel
 from sige.nn.gather import Gather
-from sige.profile import macs, measure_latency, peak_memory_mb
+from sige.profile import macs_by_convention, measure_latency, peak_memory_mb
 
 COLUMNS = [
     "model", "component", "edit", "variant", "macs", "latency_ms", "latency_ms_min", "latency_ms_max",
@@ -195,6 +196,17 @@ def timed(fn: Callable[[], Any], timing: Timing, device: str) -> dict[str, float
     }
 
 
+def output_psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
+    """PSNR (dB) of an output ``x`` against a reference output, with the reference's range (max - min) as
+    the peak; ``inf`` when they are identical."""
+    x, ref = x.double(), ref.double()
+    mse = float(torch.nn.functional.mse_loss(x, ref))
+    if mse == 0.0:
+        return math.inf
+    rng = float(ref.max() - ref.min()) or 1.0
+    return 10.0 * math.log10(rng * rng / mse)
+
+
 @torch.no_grad()
 def measure_variants(
     model: SIGEModel,
@@ -205,40 +217,59 @@ def measure_variants(
     timing: Timing | None = None,
     device: str = "cpu",
     configure: Callable[[SIGEModel, str], None] | None = None,
+    fidelity: bool = False,
 ) -> list[dict[str, Any]]:
-    """Measure a SIGEModel's variants on one edit: MACs, latency, peak memory, active fraction.
+    """Measure a SIGEModel's variants on one edit: MACs (both conventions), latency, peak memory, active
+    fraction and, with ``fidelity``, the PSNR of each sparse output against the dense one.
 
-    ``original``: the dense model (full mode) on the edited input. ``sige`` / ``sige_fast``: a full pass on
-    the original input, then sparse passes on the edited input with the variant's block grid.
-    ``configure(model, variant)`` may change the model per variant (e.g. block sizes) before it runs.
+    ``original``: the dense model (full mode) on the edited input. ``sige`` / ``sige_fast``: sparse passes
+    on the edited input with the variant's block grid, after one full pass on the original input (the
+    caches do not depend on the block grid, so it serves every sparse variant). ``configure(model,
+    variant)`` may change the model per variant (block sizes, attention mode) before it runs.
     """
     timing = timing or Timing()
-    rows = []
     for variant in variants:
         if variant not in VARIANTS:
             raise ValueError(f"unknown variant {variant!r}; use {', '.join(VARIANTS)}")
-        if configure is not None:
-            configure(model, variant)
-        model.clear_cache()
-        model.set_mode("full")
-        row: dict[str, Any] = {"variant": variant, "backend": backends.name_for(device.split(":")[0])}
-        if variant == "original":
-            row.update(macs=macs(model, tuple(edited_args)), active_fraction=1.0, block_grid="")
-            row.update(timed(lambda: model(*edited_args), timing, device))
-        else:
-            model(*original_args)
-            model.set_masks(masks, block_grid=VARIANT_GRID[variant])
-            model.set_mode("sparse")
-            row.update(
-                macs=macs(model, tuple(edited_args)),
-                active_fraction=round(active_fraction(model, VARIANT_GRID[variant]), 6),
-            )
-            row["block_grid"] = VARIANT_GRID[variant]
-            row.update(timed(lambda: model(*edited_args), timing, device))
-        rows.append(row)
+    backend = backends.name_for(device.split(":")[0])
+    rows: dict[str, dict[str, Any]] = {}
     model.clear_cache()
     model.set_mode("full")
-    return rows
+    if configure is not None and "original" in variants:
+        configure(model, "original")
+    dense = model(*edited_args).clone() if fidelity else None
+    if "original" in variants:
+        paper, total = macs_by_convention(model, tuple(edited_args))
+        rows["original"] = {
+            "variant": "original", "backend": backend, "block_grid": "", "macs": paper,
+            "macs_with_fused_attention": total, "active_fraction": 1.0,
+            **({"psnr_vs_dense_db": None} if fidelity else {}),
+            **timed(lambda: model(*edited_args), timing, device),
+        }  # fmt: skip
+    sparse_variants = [v for v in variants if v != "original"]
+    if sparse_variants:
+        model.clear_cache()
+        model.set_mode("full")
+        model(*original_args)
+        for variant in sparse_variants:
+            if configure is not None:
+                configure(model, variant)
+            grid = VARIANT_GRID[variant]
+            model.set_masks(masks, block_grid=grid)
+            model.set_mode("sparse")
+            row = {"variant": variant, "backend": backend, "block_grid": grid}
+            if dense is not None:
+                quality = output_psnr(model(*edited_args), dense)
+                row["psnr_vs_dense_db"] = None if math.isinf(quality) else round(quality, 3)
+            paper, total = macs_by_convention(model, tuple(edited_args))
+            row.update(macs=paper, macs_with_fused_attention=total)
+            row["active_fraction"] = round(active_fraction(model, grid), 6)
+            row.update(timed(lambda: model(*edited_args), timing, device))
+            rows[variant] = row
+            model.set_mode("full")
+    model.clear_cache()
+    model.set_mode("full")
+    return [rows[v] for v in variants]
 
 
 def active_tiles_mask(gather: Gather) -> torch.Tensor:

@@ -141,7 +141,7 @@ def test_spatial_transformer_full_mode_is_plain_and_full_mask_is_exact(depth):
 @torch.no_grad()
 def test_scattered_keys_values_give_the_reference_result_with_fewer_macs():
     """kv_mode "scatter" (sige_fast) projects keys/values of the active tokens only; same output as "dense"."""
-    from sdxl.efficiency import count_macs
+    from sige.profile import macs_by_convention as count_macs
 
     kw = dict(depth=3, context_dim=6, num_groups=4, self_impl="bmm", cross_impl="bmm")
     sparse, _ = _pair(SpatialTransformer, 8, 2, 4, **kw)

@@ -9,7 +9,8 @@ import torch
 import yaml
 
 from sdxl.edits import load_edit
-from sdxl.efficiency import component_inputs, psnr
+from sdxl.efficiency import component_inputs
+from sige.bench import output_psnr as psnr
 from tests.conftest import REPO
 
 

@@ -7,9 +7,9 @@ import yaml
 
 from sdxl.config import unet_config, vae_config
 from sdxl.edits import load_edit
-from sdxl.efficiency import count_macs
 from sdxl.unet import UNet
 from sdxl.vae import Decoder, Encoder
+from sige.profile import macs_by_convention as count_macs
 
 from .derived_macs import decoder_macs, encoder_macs, unet_macs
 from .tiny import box_mask, pyramid, sd_like, sdxl_like, unet_inputs, vae_like

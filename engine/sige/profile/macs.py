@@ -22,8 +22,8 @@ from sige.nn.base import SIGEModel
 FUSED_ATTENTION_OPS = ("aten::scaled_dot_product_attention",)
 
 
-def profile_macs(model: nn.Module, inputs: Any, exclude_ops: Sequence[str] = (), kwargs: dict | None = None) -> int:
-    """torchprofile MAC count of ``model(*inputs, **kwargs)``; ops named in ``exclude_ops`` count 0."""
+def _per_op_macs(model: nn.Module, inputs: Any, kwargs: dict | None) -> list[tuple[str, int]]:
+    """``(operator, MACs)`` of every node torchprofile counts in one trace of ``model(*inputs, **kwargs)``."""
     from torchprofile import profile_macs as _tp_profile_macs
 
     args = inputs if isinstance(inputs, tuple) else (inputs,)
@@ -32,7 +32,12 @@ def profile_macs(model: nn.Module, inputs: Any, exclude_ops: Sequence[str] = (),
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings and "no handler" notes for zero-cost ops
         per_node = _tp_profile_macs(model, args, reduction=None)
-    return int(sum(v for node, v in per_node.items() if node.operator not in exclude_ops))
+    return [(node.operator, int(v)) for node, v in per_node.items()]
+
+
+def profile_macs(model: nn.Module, inputs: Any, exclude_ops: Sequence[str] = (), kwargs: dict | None = None) -> int:
+    """torchprofile MAC count of ``model(*inputs, **kwargs)``; ops named in ``exclude_ops`` count 0."""
+    return sum(v for op, v in _per_op_macs(model, inputs, kwargs) if op not in exclude_ops)
 
 
 class _KwargsWrapper(nn.Module):
@@ -59,3 +64,22 @@ def macs(model: nn.Module, inputs: Any, exclude_ops: Sequence[str] = (), kwargs:
         finally:
             model.set_mode("sparse")
     return profile_macs(model, inputs, exclude_ops, kwargs)
+
+
+@torch.no_grad()
+def macs_by_convention(model: nn.Module, inputs: Any, kwargs: dict | None = None) -> tuple[int, int]:
+    """``(paper convention, true count)`` of one forward, from one trace (see :func:`macs` for the mode).
+
+    The paper convention leaves out :data:`FUSED_ATTENTION_OPS`, which the profiler of the original work
+    did not see; the true count includes them. Models without fused attention get two equal counts.
+    """
+    sparse = isinstance(model, SIGEModel) and model.mode == "sparse"
+    if sparse:
+        model.set_mode("profile")
+    try:
+        per_op = _per_op_macs(model, inputs, kwargs)
+    finally:
+        if sparse:
+            model.set_mode("sparse")
+    total = sum(v for _, v in per_op)
+    return total - sum(v for op, v in per_op if op in FUSED_ATTENTION_OPS), total
