@@ -285,8 +285,9 @@ def panel(model_cfg: Mapping[str, Any]) -> dict:
         "weights": "random",
         "original": colorize(resize_map(np.asarray(sample.original_label), model.output_size)),
         "edited": colorize(resize_map(np.asarray(sample.edited_label), model.output_size)),
-        "dense": to_image(out["dense"][0]),
-        "sparse": to_image(out["sparse"][0]),
+        # the float outputs: 8-bit images would turn the difference map into +-1-level rounding noise
+        "dense": out["dense"][0].float().numpy(),
+        "sparse": out["sparse"][0].float().numpy(),
         "mask": masks.mask.cpu().numpy(),
         "blocks": out["blocks"],
     }

@@ -56,3 +56,18 @@ def test_generate_writes_images_and_labels(tmp_path):
         img = np.asarray(Image.open(folder / sub / "example_synthetic.png"))
         assert img.shape == ((64, 64, 3) if sub in ("original_model", "sige") else (256, 512, 3)), sub
     assert records[0]["name"] == "example_synthetic" and records[0]["weights"] == "random"
+
+
+def test_panel_returns_float_outputs_and_tiles_covering_the_edit():
+    """`make figures` panel: float outputs (8-bit images would make the difference map rounding noise)."""
+    from omegaconf import OmegaConf
+
+    from gaugan.tasks import panel
+
+    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
+        cfg = OmegaConf.to_container(compose("config", overrides=["model=gan_compression_cityscapes"]).model)
+    p = panel(cfg)
+    assert p["dense"].dtype == p["sparse"].dtype == np.float32 and p["dense"].shape == (3, 256, 512)
+    assert p["blocks"].shape == p["mask"].shape == (256, 512) and not (p["mask"] & ~p["blocks"]).any()
+    diff = np.abs(p["sparse"] - p["dense"]).max(axis=0)
+    assert np.isfinite(diff).all() and 0 < diff.max() < np.ptp(p["dense"])  # a float map, not 8-bit levels
