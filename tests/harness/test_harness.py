@@ -83,6 +83,7 @@ def test_table_labels_matches_dense_only_links_and_fidelity(tmp_path):
         _row(m, "conv", "ex2", "original", 1854_820_000_000),
         _row(m, "conv", "ex2", "sige", 100_000_000_000),
         _row(m, "conv", "ex3", "sige", 590_000_000_000),
+        _row(m, "conv", "synthetic@0.1", "sige", 650_000_000_000),
     ]  # fmt: skip
     keys = sorted({k for r in rows for k in r})
     with open(eff, "w", newline="") as f:
@@ -90,17 +91,27 @@ def test_table_labels_matches_dense_only_links_and_fidelity(tmp_path):
         w.writeheader()
         w.writerows(rows)
     pub.write_text(
-        "# comment\nmodel,source,edited_fraction,case,variant,macs_g,device,latency,unit,metric,value\n"
+        "# comment\nmodel,setting,edit,case,variant,macs_g,device,latency,latency_unit,quality_metric,quality\n"
         "pm,x,,c0,original,3015.82,a100,320,ms,,\n"
         "pm,x,0.1,c0,sige,985.25,a100,118,ms,,\n"
         "pm,x,0.1,c3,sige,592.03,a100,112,ms,,\n"
+        "pm,x,0.3,,sige,800.5,a100,160,ms,,\n"
+        "pm,x,0.1,,sige,700.5,a100,100,ms,,\n"
     )
     jobs = [
         {"overrides": ["model=engine_conv", "edit=ex"], "published": {"model": "pm", "case": "c0"}},
         {"overrides": ["model=engine_conv", "edit=ex2"], "published": {"model": "pm", "case": "", "dense_only": True}},
         {"overrides": ["model=engine_conv", "edit=ex3"], "published": {"model": "pm", "case": "c3"}},
     ]
+    jobs.append(
+        {
+            "overrides": ["model=engine_conv", "edit=synthetic", "edit.area=0.1"],
+            "published": {"model": "pm", "case": ""},
+        }
+    )
     text = table.write_table(eff, pub, out, jobs)
+    # a synthetic edit sits beside the paper's edit of the same size, with that edit's published speedup
+    assert "| synthetic@0.1 | 2.00% | sige | 650.00 | 700.5 | other edit |" in text and "A100 3.2x |" in text
     lines = {
         tuple(c.strip() for c in line.split("|")[3:9])
         for line in text.splitlines()
