@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -37,32 +38,69 @@ def latest_rows(path: Path) -> list[dict[str, str]]:
     return list(latest.values())
 
 
-def macs_vs_edit(rows: list[dict[str, str]], out: Path) -> Path | None:
+def published_points(path: Path) -> dict[str, list[tuple[float, float]]]:
+    """``published model name -> [(edited %, sparse GMACs)]`` of the published figures with an edit size."""
+    if not path.exists():
+        return {}
+    pts: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    with open(path, newline="") as f:
+        for p in csv.DictReader(line for line in f if not line.startswith("#")):
+            if p["edit"] and p["macs_g"] and p["variant"].endswith("sige"):
+                pts[p["model"]].append((float(p["edit"]) * 100, float(p["macs_g"])))
+    return pts
+
+
+def _published_name(model: str, component: str) -> list[str]:
+    """Names the published table may use for one of our (model, component) pairs."""
+    family = "sdxl" if model.startswith("sdxl") else model
+    return [model, f"{model}_{component}", f"{model}_vae_{component}", f"{family}_vae_{component}"]
+
+
+def macs_vs_edit(rows: list[dict[str, str]], out: Path, published: Path | None = None) -> Path | None:
+    """Per model: the dense line, sparse curves over the synthetic edits, the example edits as stars and the
+    paper's published sparse figures as crosses."""
     series: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        if r["edit"].startswith("synthetic@"):
-            series[f"{r['model']}/{r['component']}"][r["variant"]].append(
-                (float(r["edited_fraction"]) * 100, int(r["macs"]) / 1e9)
-            )
+        kind = "synthetic" if r["edit"].startswith("synthetic@") else "example"
+        x, y = float(r["edited_fraction"]) * 100, int(r["macs"]) / 1e9
+        series[f"{r['model']}/{r['component']}"][
+            r["variant"] if kind == "synthetic" else f"example:{r['variant']}"
+        ].append((x, y))
     if not series:
         return None
+    paper = published_points(published) if published else {}
     n = len(series)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), squeeze=False)
-    for ax, (name, by_variant) in zip(axes[0], sorted(series.items())):
+    cols = min(n, 4)
+    nrows = -(-n // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.4 * cols, 3.4 * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    colors = {"sige": "C0", "sige_fast": "C1"}
+    for ax, (name, by_variant) in zip(axes.flat, sorted(series.items())):
         for variant, pts in sorted(by_variant.items()):
             pts.sort()
             xs, ys = zip(*pts)
-            if variant == "original":
-                ax.axhline(ys[0], color="k", linestyle="--", label="dense")
+            base = variant.split(":")[-1]
+            if base == "original":
+                if not any(k == "original" for k in by_variant) or variant == "original":
+                    ax.axhline(ys[0], color="k", linestyle="--", label="dense")
+            elif variant.startswith("example:"):
+                ax.scatter(xs, ys, marker="*", s=90, color=colors.get(base), label=f"{base} (example edits)")
             else:
-                ax.plot(xs, ys, marker="o", label=variant)
+                ax.plot(xs, ys, marker="o", color=colors.get(base), label=f"{base} (synthetic edits)")
+        model, component = name.split("/")
+        for pub_name in _published_name(model, component):
+            if pub_name in paper:
+                xs, ys = zip(*paper[pub_name])
+                ax.scatter(xs, ys, marker="x", s=50, color="r", label="paper (its own edits)")
+                break
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("edited area (%)")
         ax.set_ylabel("GMACs (one forward)")
         ax.set_yscale("log")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
 
@@ -167,13 +205,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--efficiency", default=str(ROOT / "results" / "efficiency.csv"))
     parser.add_argument("--out", default=str(ROOT / "results" / "figures"))
+    parser.add_argument("--published", default=str(ROOT / "results" / "published_numbers.csv"))
     parser.add_argument("--models", nargs="*", help="model configs to draw panels for (default: all with a panel)")
     parser.add_argument("--no-panels", action="store_true")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     rows = latest_rows(Path(args.efficiency))
-    written = [macs_vs_edit(rows, out / "macs_vs_edit.png"), speedup_vs_macs(rows, out / "speedup_vs_macs.png")]
+    written = [
+        macs_vs_edit(rows, out / "macs_vs_edit.png", Path(args.published)),
+        speedup_vs_macs(rows, out / "speedup_vs_macs.png"),
+    ]
     if not args.no_panels:
         written += panels(out, args.models)
     for w in written:
