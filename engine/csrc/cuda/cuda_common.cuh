@@ -68,6 +68,30 @@ __device__ __forceinline__ index_t floor_div_i(index_t a, index_t b) {
   return (a % b != 0 && a < 0) ? q - 1 : q;
 }
 
+// Decomposition of a flat tile-element id into (b, n, c, r, s) and its map position (h, w): the tile of
+// block n starts at floor((offset + index_n) / stride) (offset 0, stride 1: the block's own corner).
+template <typename index_t>
+struct TileElem {
+  index_t b, n, c, r, s, h, w;
+  __device__ __forceinline__ TileElem(index_t e, const int32_t* idx, index_t C, index_t N, index_t th, index_t tw,
+                                      index_t oh, index_t ow, index_t sh, index_t sw) {
+    index_t t = e;
+    s = t % tw;
+    t /= tw;
+    r = t % th;
+    t /= th;
+    c = t % C;
+    t /= C;
+    n = t % N;
+    b = t / N;
+    h = floor_div_i<index_t>(oh + idx[2 * n], sh) + r;
+    w = floor_div_i<index_t>(ow + idx[2 * n + 1], sw) + s;
+  }
+  __device__ __forceinline__ bool inside(index_t H, index_t W) const {
+    return h >= 0 && h < H && w >= 0 && w < W;
+  }
+};
+
 template <typename scalar_t>
 __device__ __forceinline__ int64_t bcast_off(const Bcast<scalar_t>& t, int64_t b, int64_t c, int64_t h, int64_t w) {
   return b * t.sb + c * t.sc + h * t.sh + w * t.sw;

@@ -15,19 +15,10 @@ __global__ void gather_kernel(const scalar_t* __restrict__ x, scalar_t* __restri
   using acc_t = at::opmath_type<scalar_t>;
   const index_t step = static_cast<index_t>(blockDim.x) * gridDim.x;
   for (index_t e = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += step) {
-    index_t t = e;
-    const index_t s = t % bw;
-    t /= bw;
-    const index_t r = t % bh;
-    t /= bh;
-    const index_t c = t % C;
-    t /= C;
-    const index_t n = t % N;
-    const index_t b = t / N;
-    const index_t h = static_cast<index_t>(idx[2 * n]) + r;
-    const index_t w = static_cast<index_t>(idx[2 * n + 1]) + s;
+    const TileElem<index_t> q(e, idx, C, N, bh, bw, 0, 0, 1, 1);
+    const index_t b = q.b, c = q.c, h = q.h, w = q.w;
     acc_t z = acc_t(0);  // zero padding, applied after the affine transform and activation
-    if (h >= 0 && h < H && w >= 0 && w < W) {
+    if (q.inside(H, W)) {
       const acc_t v = static_cast<acc_t>(x[((b * C + c) * H + h) * W + w]);
       z = affine_act<scalar_t, acc_t>(v, sc, sh, b, c, h, w, act, act_first);
     }
@@ -44,19 +35,10 @@ __global__ void scatter_gather_kernel(const scalar_t* __restrict__ tiles, const 
   using acc_t = at::opmath_type<scalar_t>;
   const index_t step = static_cast<index_t>(blockDim.x) * gridDim.x;
   for (index_t e = static_cast<index_t>(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += step) {
-    index_t t = e;
-    const index_t s = t % bw;
-    t /= bw;
-    const index_t r = t % bh;
-    t /= bh;
-    const index_t c = t % C;
-    t /= C;
-    const index_t n = t % N;
-    const index_t b = t / N;
-    const index_t h = static_cast<index_t>(idx[2 * n]) + r;
-    const index_t w = static_cast<index_t>(idx[2 * n + 1]) + s;
+    const TileElem<index_t> q(e, idx, C, N, bh, bw, 0, 0, 1, 1);
+    const index_t b = q.b, c = q.c, h = q.h, w = q.w;
     acc_t z = acc_t(0);
-    if (h >= 0 && h < H && w >= 0 && w < W) {
+    if (q.inside(H, W)) {
       const int32_t* m = smap + 3 * (h * W + w);
       const index_t mn = m[0], mr = m[1], ms = m[2];
       acc_t v;

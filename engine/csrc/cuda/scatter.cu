@@ -9,29 +9,6 @@ namespace cuda {
 
 namespace {
 
-// Decomposition of a flat tile-element id into (b, n, c, r, s) and its output position (h, w).
-template <typename index_t>
-struct TileElem {
-  index_t b, n, c, r, s, h, w;
-  __device__ __forceinline__ TileElem(index_t e, const int32_t* idx, index_t C, index_t N, index_t th, index_t tw,
-                                      index_t oh, index_t ow, index_t sh, index_t sw) {
-    index_t t = e;
-    s = t % tw;
-    t /= tw;
-    r = t % th;
-    t /= th;
-    c = t % C;
-    t /= C;
-    n = t % N;
-    b = t / N;
-    h = floor_div_i<index_t>(oh + idx[2 * n], sh) + r;
-    w = floor_div_i<index_t>(ow + idx[2 * n + 1], sw) + s;
-  }
-  __device__ __forceinline__ bool inside(index_t H, index_t W) const {
-    return h >= 0 && h < H && w >= 0 && w < W;
-  }
-};
-
 template <typename scalar_t, typename index_t>
 __global__ void scatter_kernel(scalar_t* __restrict__ out, const scalar_t* __restrict__ tiles,
                                const int32_t* __restrict__ idx, index_t C, index_t H, index_t W, index_t N, index_t th,
