@@ -91,6 +91,22 @@ inline int64_t grain_for(int64_t elems_per_item) {
   return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, elems_per_item));
 }
 
+// Visit every in-map row of every tile item i = (b, n, c) of a [B*N, C, th, tw] tile batch, in parallel
+// over items: row_fn(i, b, c, w, r) for the tile rows r in [w.r_lo, w.r_hi) of window w = wins[n]
+// (windows with no in-map column are skipped). The scatter kernels differ only in the row body.
+template <typename RowFn>
+inline void for_each_tile_row(int64_t B, int64_t C, const std::vector<Win>& wins, int64_t TT, RowFn&& row_fn) {
+  const int64_t N = static_cast<int64_t>(wins.size());
+  at::parallel_for(0, B * N * C, grain_for(TT), [&](int64_t begin, int64_t end) {
+    ItemCursor cur(begin, N, C);
+    for (int64_t i = begin; i < end; ++i, cur.next()) {
+      const Win& w = wins[cur.n];
+      if (w.s_hi <= w.s_lo) continue;
+      for (int64_t r = w.r_lo; r < w.r_hi; ++r) row_fn(i, cur.b, cur.c, w, r);
+    }
+  });
+}
+
 // Load the window `w` of a plane (element (h, w) at base[h*sh + w*sw]) into dst[bh*bw] as acc_t;
 // pixels outside the map get 0.
 template <typename scalar_t, typename acc_t>

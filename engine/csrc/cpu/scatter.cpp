@@ -14,37 +14,24 @@ void scatter_impl(at::Tensor& out, const at::Tensor& tiles, const std::vector<Wi
                   const Bcast<scalar_t>& res) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t B = out.size(0), C = out.size(1), H = out.size(2), W = out.size(3);
-  const int64_t N = static_cast<int64_t>(wins.size());
-  const int64_t th = tiles.size(2), tw = tiles.size(3), TT = th * tw, HW = H * W;
+  const int64_t tw = tiles.size(3), TT = tiles.size(2) * tw, HW = H * W;
   const scalar_t* tp = tiles.const_data_ptr<scalar_t>();
   scalar_t* op = out.mutable_data_ptr<scalar_t>();
-
-  at::parallel_for(0, B * N * C, grain_for(TT), [&](int64_t begin, int64_t end) {
-    ItemCursor cur(begin, N, C);
-    for (int64_t i = begin; i < end; ++i, cur.next()) {
-      const int64_t b = cur.b, n = cur.n, c = cur.c;
-      const Win& w = wins[n];
-      const int64_t len = w.s_hi - w.s_lo;
-      if (len <= 0) continue;
-      const scalar_t* tile = tp + i * TT;
-      scalar_t* plane = op + (b * C + c) * HW;
-      for (int64_t r = w.r_lo; r < w.r_hi; ++r) {
-        const int64_t h = w.h0 + r;
-        scalar_t* orow = plane + h * W + (w.w0 + w.s_lo);
-        const scalar_t* trow = tile + r * tw + w.s_lo;
-        if (!res.present()) {
-          std::copy(trow, trow + len, orow);
-        } else {
-          const scalar_t* rrow = res.ptr + b * res.sb + c * res.sc + h * res.sh + (w.w0 + w.s_lo) * res.sw;
-          if (res.sw == 1) {
-            for (int64_t s = 0; s < len; ++s)
-              orow[s] = static_cast<scalar_t>(static_cast<acc_t>(trow[s]) + static_cast<acc_t>(rrow[s]));
-          } else {
-            for (int64_t s = 0; s < len; ++s)
-              orow[s] = static_cast<scalar_t>(static_cast<acc_t>(trow[s]) + static_cast<acc_t>(rrow[s * res.sw]));
-          }
-        }
-      }
+  for_each_tile_row(B, C, wins, TT, [&](int64_t i, int64_t b, int64_t c, const Win& w, int64_t r) {
+    const int64_t h = w.h0 + r, len = w.s_hi - w.s_lo;
+    scalar_t* orow = op + (b * C + c) * HW + h * W + (w.w0 + w.s_lo);
+    const scalar_t* trow = tp + i * TT + r * tw + w.s_lo;
+    if (!res.present()) {
+      std::copy(trow, trow + len, orow);
+      return;
+    }
+    const scalar_t* rrow = res.ptr + b * res.sb + c * res.sc + h * res.sh + (w.w0 + w.s_lo) * res.sw;
+    if (res.sw == 1) {
+      for (int64_t s = 0; s < len; ++s)
+        orow[s] = static_cast<scalar_t>(static_cast<acc_t>(trow[s]) + static_cast<acc_t>(rrow[s]));
+    } else {
+      for (int64_t s = 0; s < len; ++s)
+        orow[s] = static_cast<scalar_t>(static_cast<acc_t>(trow[s]) + static_cast<acc_t>(rrow[s * res.sw]));
     }
   });
 }
@@ -74,31 +61,20 @@ void block_residual_impl(at::Tensor& out, const at::Tensor& tiles, const at::Ten
                          const std::vector<Win>& wins) {
   using acc_t = at::opmath_type<scalar_t>;
   const int64_t B = out.size(0), C = out.size(1), H = out.size(2), W = out.size(3);
-  const int64_t N = static_cast<int64_t>(wins.size());
-  const int64_t th = tiles.size(2), tw = tiles.size(3), TT = th * tw, HW = H * W;
+  const int64_t tw = tiles.size(3), TT = tiles.size(2) * tw, HW = H * W;
   const scalar_t* tp = tiles.const_data_ptr<scalar_t>();
   const scalar_t* rp = orig_res.const_data_ptr<scalar_t>();
   scalar_t* op = out.mutable_data_ptr<scalar_t>();
-  at::parallel_for(0, B * N * C, grain_for(TT), [&](int64_t begin, int64_t end) {
-    ItemCursor cur(begin, N, C);
-    for (int64_t i = begin; i < end; ++i, cur.next()) {
-      const int64_t b = cur.b, n = cur.n, c = cur.c;
-      const Win& w = wins[n];
-      const int64_t len = w.s_hi - w.s_lo;
-      if (len <= 0) continue;
-      const scalar_t* tile = tp + i * TT;
-      for (int64_t r = w.r_lo; r < w.r_hi; ++r) {
-        const int64_t off = (b * C + c) * HW + (w.h0 + r) * W + (w.w0 + w.s_lo);
-        scalar_t* orow = op + off;
-        const scalar_t* rrow = rp + off;
-        const scalar_t* trow = tile + r * tw + w.s_lo;
-        for (int64_t s = 0; s < len; ++s) {
-          // Same roundings as the reference: (tile - original_residual) in the tensor dtype, then +=.
-          const acc_t d = static_cast<acc_t>(
-              static_cast<scalar_t>(static_cast<acc_t>(trow[s]) - static_cast<acc_t>(rrow[s])));
-          orow[s] = static_cast<scalar_t>(static_cast<acc_t>(orow[s]) + d);
-        }
-      }
+  for_each_tile_row(B, C, wins, TT, [&](int64_t i, int64_t b, int64_t c, const Win& w, int64_t r) {
+    const int64_t off = (b * C + c) * HW + (w.h0 + r) * W + (w.w0 + w.s_lo), len = w.s_hi - w.s_lo;
+    scalar_t* orow = op + off;
+    const scalar_t* rrow = rp + off;
+    const scalar_t* trow = tp + i * TT + r * tw + w.s_lo;
+    for (int64_t s = 0; s < len; ++s) {
+      // Same roundings as the reference: (tile - original_residual) in the tensor dtype, then +=.
+      const acc_t d =
+          static_cast<acc_t>(static_cast<scalar_t>(static_cast<acc_t>(trow[s]) - static_cast<acc_t>(rrow[s])));
+      orow[s] = static_cast<scalar_t>(static_cast<acc_t>(orow[s]) + d);
     }
   });
 }
@@ -109,18 +85,25 @@ void check_same(const at::Tensor& a, const at::Tensor& b, const char* an, const 
   TORCH_CHECK(a.device() == b.device(), "sige: ", an, " and ", bn, " must be on the same device");
 }
 
+// The checks scatter_ and block_residual_ share: out and tiles as maps of one dtype and device, and a tile
+// batch of B * N items of C channels for N blocks.
+void check_out_and_tiles(const at::Tensor& out, const at::Tensor& tiles, int64_t N) {
+  check_map(out, "out");
+  check_map(tiles, "tiles");
+  check_contig(out, "out");
+  check_same(out, tiles, "out", "tiles");
+  TORCH_CHECK(tiles.size(0) == out.size(0) * N && tiles.size(1) == out.size(1), "sige: tiles have shape ",
+              tiles.sizes(), ", expected [", out.size(0) * N, ", ", out.size(1), ", h, w]");
+}
+
+
 }  // namespace
 
 at::Tensor scatter_(at::Tensor out, const at::Tensor& tiles_in, const at::Tensor& indices, int64_t oh, int64_t ow,
                     int64_t sh, int64_t sw, const OptTensor& residual) {
-  check_map(out, "out");
-  check_map(tiles_in, "tiles");
-  check_contig(out, "out");
-  check_same(out, tiles_in, "out", "tiles");
   const at::Tensor idx = indices_i32(indices);
-  const int64_t B = out.size(0), C = out.size(1), H = out.size(2), W = out.size(3), N = idx.size(0);
-  TORCH_CHECK(tiles_in.size(0) == B * N && tiles_in.size(1) == C, "sige: tiles have shape ", tiles_in.sizes(),
-              ", expected [", B * N, ", ", C, ", h, w]");
+  check_out_and_tiles(out, tiles_in, idx.size(0));
+  const int64_t B = out.size(0), C = out.size(1), H = out.size(2), W = out.size(3);
   if (tiles_in.numel() == 0 || out.numel() == 0) return out;
   const at::Tensor tiles = tiles_in.contiguous();
   const std::vector<Win> wins = tile_windows(idx, tiles.size(2), tiles.size(3), oh, ow, sh, sw, H, W);
@@ -148,17 +131,11 @@ at::Tensor copy_tiles_(at::Tensor dst, const at::Tensor& src, const at::Tensor& 
 
 at::Tensor block_residual_(at::Tensor out, const at::Tensor& tiles_in, const at::Tensor& indices, int64_t oh,
                            int64_t ow, int64_t sh, int64_t sw, const at::Tensor& original_residual) {
-  check_map(out, "out");
-  check_map(tiles_in, "tiles");
-  check_contig(out, "out");
-  check_same(out, tiles_in, "out", "tiles");
+  const at::Tensor idx = indices_i32(indices);
+  check_out_and_tiles(out, tiles_in, idx.size(0));
   check_same(out, original_residual, "out", "original_residual");
   TORCH_CHECK(original_residual.sizes() == out.sizes(), "sige: original_residual has shape ",
               original_residual.sizes(), ", expected ", out.sizes());
-  const at::Tensor idx = indices_i32(indices);
-  const int64_t B = out.size(0), C = out.size(1), N = idx.size(0);
-  TORCH_CHECK(tiles_in.size(0) == B * N && tiles_in.size(1) == C, "sige: tiles have shape ", tiles_in.sizes(),
-              ", expected [", B * N, ", ", C, ", h, w]");
   if (tiles_in.numel() == 0 || out.numel() == 0) return out;
   const at::Tensor tiles = tiles_in.contiguous(), res = original_residual.contiguous();
   const std::vector<Win> wins =
