@@ -122,17 +122,27 @@ def speedup_vs_macs(rows: list[dict[str, str]], out: Path) -> Path | None:
         )
     if not pts:
         return None
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    fig, ax = plt.subplots(figsize=(10, 6))
     hi = max(max(x, y) for v in pts.values() for x, y in v) * 1.2
     ax.plot([1, hi], [1, hi], color="gray", linestyle=":", label="speedup = MAC reduction")
+    names = sorted({n.rsplit(" (", 1)[0] for n in pts})
+    cmap = plt.get_cmap("tab20")
     for name, v in sorted(pts.items()):
+        model, variant = name.rsplit(" (", 1)
         xs, ys = zip(*sorted(v))
-        ax.plot(xs, ys, marker="o", linestyle="-", label=name)
+        fast = variant.startswith("sige_fast")
+        color = cmap(names.index(model) % 20)
+        ax.plot(
+            xs, ys, marker="s" if fast else "o", linestyle="--" if fast else "-", color=color, label=name, alpha=0.8
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("MAC reduction (dense / sparse)")
     ax.set_ylabel("measured speedup (dense / sparse latency)")
-    ax.legend(fontsize=6)
+    ax.set_title(
+        "one colour per model/component; solid: sige, dashed: sige_fast (random weights, this CPU)", fontsize=9
+    )
+    ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
