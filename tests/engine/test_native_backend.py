@@ -93,6 +93,27 @@ def affine_tensors(kind, B, C, H, W, dtype, g, noncontig=False):
     return t(shapes[kind]), t(shapes[kind])
 
 
+# The strategies every op test draws: a conv geometry, a map, a batch and a mask reduced to blocks.
+CASE = dict(
+    data=st.data(),
+    geom=geometries,
+    H=st.integers(1, 14),
+    W=st.integers(1, 14),
+    B=st.integers(1, 3),
+    C=st.integers(1, 4),
+    block_req=st.integers(1, 7),
+    kind=st.sampled_from(MASK_KINDS),
+    grid=st.sampled_from(["trimmed", "original"]),
+)
+# ... and, for the gathers, the fused scale/shift/activation in every dtype.
+FUSED = dict(
+    act=st.sampled_from(ACTIVATIONS),
+    act_first=st.booleans(),
+    affine=st.sampled_from(AFFINE),
+    dtype=st.sampled_from(DTYPES),
+)
+
+
 def test_registered_and_exports():
     assert backends.available()["cpu"] == ["reference", "native"]
     assert backends.name_for("cpu") in ("native", "reference")
@@ -105,19 +126,8 @@ def test_registered_and_exports():
 
 @SETTINGS
 @given(
-    data=st.data(),
-    geom=geometries,
-    H=st.integers(1, 14),
-    W=st.integers(1, 14),
-    B=st.integers(1, 3),
-    C=st.integers(1, 4),
-    block_req=st.integers(1, 7),
-    kind=st.sampled_from(MASK_KINDS),
-    grid=st.sampled_from(["trimmed", "original"]),
-    act=st.sampled_from(ACTIVATIONS),
-    act_first=st.booleans(),
-    affine=st.sampled_from(AFFINE),
-    dtype=st.sampled_from(DTYPES),
+    **CASE,
+    **FUSED,
     noncontig=st.booleans(),
     seed=st.integers(0, 2**16),
 )
@@ -135,15 +145,7 @@ def test_gather(data, geom, H, W, B, C, block_req, kind, grid, act, act_first, a
 
 @SETTINGS
 @given(
-    data=st.data(),
-    geom=geometries,
-    H=st.integers(1, 14),
-    W=st.integers(1, 14),
-    B=st.integers(1, 3),
-    C=st.integers(1, 4),
-    block_req=st.integers(1, 7),
-    kind=st.sampled_from(MASK_KINDS),
-    grid=st.sampled_from(["trimmed", "original"]),
+    **CASE,
     residual=st.sampled_from([None, "full", "channel", "sample", "per_pixel1"]),
     dtype=st.sampled_from(DTYPES),
     seed=st.integers(0, 2**16),
@@ -172,19 +174,8 @@ def test_scatter_copy_and_block_residual(data, geom, H, W, B, C, block_req, kind
 
 @SETTINGS
 @given(
-    data=st.data(),
-    geom=geometries,
-    H=st.integers(1, 14),
-    W=st.integers(1, 14),
-    B=st.integers(1, 3),
-    C=st.integers(1, 4),
-    block_req=st.integers(1, 7),
-    kind=st.sampled_from(MASK_KINDS),
-    grid=st.sampled_from(["trimmed", "original"]),
-    act=st.sampled_from(ACTIVATIONS),
-    act_first=st.booleans(),
-    affine=st.sampled_from(AFFINE),
-    dtype=st.sampled_from(DTYPES),
+    **CASE,
+    **FUSED,
     seed=st.integers(0, 2**16),
 )
 def test_scatter_map_and_scatter_gather(
