@@ -27,6 +27,7 @@ from hydra.utils import get_method  # noqa: E402
 from sige.bench import read_rows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
 
 
 def latest_rows(path: Path) -> list[dict[str, str]]:
@@ -50,10 +51,17 @@ def published_points(path: Path) -> dict[str, list[tuple[float, float]]]:
     return pts
 
 
-def _published_name(model: str, component: str) -> list[str]:
-    """Names the published table may use for one of our (model, component) pairs."""
-    family = "sdxl" if model.startswith("sdxl") else model
-    return [model, f"{model}_{component}", f"{model}_vae_{component}", f"{family}_vae_{component}"]
+def published_links() -> dict[tuple[str, str], str]:
+    """``(model name, component) -> published model name``, from the reproduce jobs' ``published`` links (the
+    links results/TABLE.md uses)."""
+    from table import job_key
+
+    links = {}
+    for path in sorted((ROOT / "configs" / "reproduce").glob("*.yaml")):
+        for job in yaml.safe_load(path.read_text())["jobs"]:
+            if job.get("published"):
+                links[job_key(job)[:2]] = job["published"]["model"]
+    return links
 
 
 def macs_vs_edit(rows: list[dict[str, str]], out: Path, published: Path | None = None) -> Path | None:
@@ -69,6 +77,7 @@ def macs_vs_edit(rows: list[dict[str, str]], out: Path, published: Path | None =
     if not series:
         return None
     paper = published_points(published) if published else {}
+    links = published_links() if paper else {}
     n = len(series)
     cols = min(n, 4)
     nrows = -(-n // cols)
@@ -77,23 +86,22 @@ def macs_vs_edit(rows: list[dict[str, str]], out: Path, published: Path | None =
         ax.axis("off")
     colors = {"sige": "C0", "sige_fast": "C1"}
     for ax, (name, by_variant) in zip(axes.flat, sorted(series.items())):
+        # the dense count does not depend on the edit: one line from any dense row
+        dense = [by_variant.pop(k) for k in ("original", "example:original") if k in by_variant]
+        if dense:
+            ax.axhline(dense[0][0][1], color="k", linestyle="--", label="dense")
         for variant, pts in sorted(by_variant.items()):
             pts.sort()
             xs, ys = zip(*pts)
             base = variant.split(":")[-1]
-            if base == "original":
-                if not any(k == "original" for k in by_variant) or variant == "original":
-                    ax.axhline(ys[0], color="k", linestyle="--", label="dense")
-            elif variant.startswith("example:"):
+            if variant.startswith("example:"):
                 ax.scatter(xs, ys, marker="*", s=90, color=colors.get(base), label=f"{base} (example edits)")
             else:
                 ax.plot(xs, ys, marker="o", color=colors.get(base), label=f"{base} (synthetic edits)")
-        model, component = name.split("/")
-        for pub_name in _published_name(model, component):
-            if pub_name in paper:
-                xs, ys = zip(*paper[pub_name])
-                ax.scatter(xs, ys, marker="x", s=50, color="r", label="paper (its own edits)")
-                break
+        pub_name = links.get(tuple(name.split("/")))
+        if pub_name in paper:
+            xs, ys = zip(*paper[pub_name])
+            ax.scatter(xs, ys, marker="x", s=50, color="r", label="paper (its own edits)")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("edited area (%)")
         ax.set_ylabel("GMACs (one forward)")
@@ -191,10 +199,11 @@ def panels(out_dir: Path, models: list[str] | None) -> list[Path]:
 
     written = []
     for cfg_path in sorted((ROOT / "configs" / "model").glob("*.yaml")):
-        if "panel" not in yaml.safe_load(cfg_path.read_text()) or (models and cfg_path.stem not in models):
+        spec = yaml.safe_load(cfg_path.read_text()).get("panel")
+        if spec is None or (models and cfg_path.stem not in models):
             continue
         # a panel either draws the model's own example, or one panel per edit listed in `panel.edits`
-        for edit in yaml.safe_load(cfg_path.read_text())["panel"].get("edits") or [None]:
+        for edit in spec.get("edits") or [None]:
             name = f"{cfg_path.stem}_{edit}" if edit else cfg_path.stem
             try:
                 with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):

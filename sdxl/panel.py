@@ -19,10 +19,11 @@ def panel(model_cfg: Mapping[str, Any], edit: Mapping[str, Any], component: str 
     """Panel data (see ``scripts/make_figures.py``) of ``component`` on the example ``edit``."""
     from sige.bench import panel_outputs
 
-    component = component or str(model_cfg.get("panel", {}).get("component", "decoder"))
+    spec = model_cfg.get("panel") or {}
+    component = component or str(spec.get("component", "decoder"))
+    weights = spec.get("weights")
     size = tuple(model_cfg.get("image_size", (512, 1024)))
     case = load_edit(edit, size)  # type: ignore[arg-type]
-    weights = model_cfg.get("panel", {}).get("weights")
     model = build_component(model_cfg, component, weights, torch.float32, "cpu")
     original, edited, masks = component_inputs(
         component, case, model_cfg, torch.float32, "cpu", int(edit.get("seed") or 0)

@@ -9,7 +9,8 @@ Scatter and add count 0, exactly as in the original engine's published figures.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -50,36 +51,36 @@ class _KwargsWrapper(nn.Module):
         return self.model(*args, **self.kwargs)
 
 
-@torch.no_grad()
-def macs(model: nn.Module, inputs: Any, exclude_ops: Sequence[str] = (), kwargs: dict | None = None) -> int:
-    """MACs of one forward of ``model`` as it is configured now.
-
-    A SIGEModel in sparse mode is counted in profile mode (what the sparse pass really computes);
-    in full mode the dense count is returned.
-    """
-    if isinstance(model, SIGEModel) and model.mode == "sparse":
-        model.set_mode("profile")
-        try:
-            return profile_macs(model, inputs, exclude_ops, kwargs)
-        finally:
-            model.set_mode("sparse")
-    return profile_macs(model, inputs, exclude_ops, kwargs)
-
-
-@torch.no_grad()
-def macs_by_convention(model: nn.Module, inputs: Any, kwargs: dict | None = None) -> tuple[int, int]:
-    """``(paper convention, true count)`` of one forward, from one trace (see :func:`macs` for the mode).
-
-    The paper convention leaves out :data:`FUSED_ATTENTION_OPS`, which the profiler of the original work
-    did not see; the true count includes them. Models without fused attention get two equal counts.
-    """
+@contextmanager
+def _counting_mode(model: nn.Module) -> Iterator[None]:
+    """A SIGEModel in sparse mode is traced in profile mode (what the sparse pass really computes: the
+    custom gather/scatter ops are invisible to a trace) and put back in sparse mode after."""
     sparse = isinstance(model, SIGEModel) and model.mode == "sparse"
     if sparse:
         model.set_mode("profile")
     try:
-        per_op = _per_op_macs(model, inputs, kwargs)
+        yield
     finally:
         if sparse:
             model.set_mode("sparse")
+
+
+@torch.no_grad()
+def macs(model: nn.Module, inputs: Any, exclude_ops: Sequence[str] = (), kwargs: dict | None = None) -> int:
+    """MACs of one forward of ``model`` as it is configured now (sparse mode: the sparse pass's work; full
+    mode: the dense count)."""
+    with _counting_mode(model):
+        return profile_macs(model, inputs, exclude_ops, kwargs)
+
+
+@torch.no_grad()
+def macs_by_convention(model: nn.Module, inputs: Any, kwargs: dict | None = None) -> tuple[int, int]:
+    """``(paper convention, true count)`` of one forward, from one trace (the mode as in :func:`macs`).
+
+    The paper convention leaves out :data:`FUSED_ATTENTION_OPS`, which the profiler of the original work
+    did not see; the true count includes them. Models without fused attention get two equal counts.
+    """
+    with _counting_mode(model):
+        per_op = _per_op_macs(model, inputs, kwargs)
     total = sum(v for _, v in per_op)
     return total - sum(v for op, v in per_op if op in FUSED_ATTENTION_OPS), total
