@@ -11,7 +11,7 @@ EXTRAS ?= test,figures,metrics,sd
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.sige-installed
-SOURCES := pyproject.toml $(wildcard setup.py) $(shell find engine/csrc -type f 2>/dev/null)
+SOURCES := pyproject.toml engine/pyproject.toml engine/setup.py $(shell find engine/csrc -type f 2>/dev/null)
 export SIGE_DATA_MIRROR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 
 .PHONY: install test lint reproduce-table reproduce-quality bench-engine figures clean-venv
@@ -19,11 +19,12 @@ export SIGE_DATA_MIRROR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/d
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# torch first (the native kernels build against it without build isolation), then the project.
+# torch first (the native kernels build against it without build isolation), then the engine, then the suite.
 $(STAMP): $(PY) $(SOURCES)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),) $(TORCH_SPEC)
-	$(PIP) install -q --no-build-isolation -e '.[$(EXTRAS)]'
+	$(PIP) install -q --no-build-isolation -e engine
+	$(PIP) install -q -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 install: $(STAMP)

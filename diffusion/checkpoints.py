@@ -7,15 +7,15 @@ Released files (``datasets/diffusion_checkpoints.yaml``): ``church256-ddpm-unet.
 ``module.`` prefix) load too.
 
 Layouts mapped onto :class:`~diffusion.models.ddpm.DDPMUNet` (which keeps a ``temb_proj`` per ResBlock
-and one ``qkv`` conv per attention block):
+and ``q``, ``k``, ``v`` convs per attention block, the engine's AttnBlock):
 
-* unfused: ``...attn.{j}.{q,k,v}`` are concatenated (in that order) into ``qkv``;
-* fused: ``temb.dense.2`` (all ResBlocks' time projections stacked in forward order: down levels,
-  ``mid.block_1``, ``mid.block_2``, up levels from the lowest resolution) is split into the blocks'
-  ``temb_proj``.
+* unfused: the model's own layout;
+* fused: ``...attn.{j}.qkv`` is split (in that order) into ``q``, ``k``, ``v``, and ``temb.dense.2`` (all
+  ResBlocks' time projections stacked in forward order: down levels, ``mid.block_1``, ``mid.block_2``, up
+  levels from the lowest resolution) is split into the blocks' ``temb_proj``.
 
-The PD checkpoint already has the model's layout. Anything that does not fit raises
-:class:`CheckpointError` naming the missing, unexpected and mis-shaped keys.
+The PD checkpoint has the model's layout but for the fused ``qkv`` convs, which are split the same way.
+Anything that does not fit raises :class:`CheckpointError` naming the missing, unexpected and mis-shaped keys.
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ from typing import Any
 
 import torch
 from torch import nn
-
-MANIFEST = "diffusion_checkpoints"
 
 
 class CheckpointError(ValueError):
@@ -123,26 +121,26 @@ def ddpm_temb_blocks(model: nn.Module) -> list[str]:
 
 
 def ddpm_layout(state: Mapping[str, torch.Tensor]) -> str:
-    """``"fused"``, ``"unfused"`` or ``"model"`` (already our layout) from the keys of a DDPM state dict."""
-    if "temb.dense.2.weight" in state:
-        return "fused"
-    if any(k.endswith(".q.weight") for k in state):
-        return "unfused"
-    return "model"
+    """``"fused"`` or ``"unfused"`` (the model's own layout) from the keys of a DDPM state dict."""
+    return "fused" if "temb.dense.2.weight" in state else "unfused"
+
+
+def split_qkv(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Fused ``<attn>.qkv`` convs (q, k, v stacked on the output channels) as ``<attn>.{q,k,v}`` convs."""
+    for key in [k for k in state if k.endswith(".qkv.weight") or k.endswith(".qkv.bias")]:
+        p, kind = key.rsplit(".qkv.", 1)
+        t = state.pop(key)
+        if t.shape[0] % 3:
+            raise CheckpointError(f"{key} has {t.shape[0]} output channels, not a multiple of 3 (q, k, v)")
+        for n, part in zip("qkv", t.chunk(3, dim=0)):
+            state[f"{p}.{n}.{kind}"] = part
+    return state
 
 
 def convert_ddpm_state_dict(state: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
     """Map an unfused or fused DDPM state dict onto the keys of ``model`` (a DDPMUNet)."""
-    state = dict(state)
     layout = ddpm_layout(state)
-    # q/k/v convs -> one qkv conv (the unfused layout)
-    prefixes = sorted({k[: -len(".q.weight")] for k in state if k.endswith(".q.weight")})
-    for p in prefixes:
-        for kind in ("weight", "bias"):
-            parts = [state.pop(f"{p}.{n}.{kind}", None) for n in "qkv"]
-            if any(t is None for t in parts):
-                raise CheckpointError(f"attention {p} has an incomplete q/k/v set ({kind})")
-            state[f"{p}.qkv.{kind}"] = torch.cat(parts, dim=0)
+    state = split_qkv(dict(state))
     if layout == "fused":
         w, b = state.pop("temb.dense.2.weight"), state.pop("temb.dense.2.bias", None)
         if b is None:
@@ -165,16 +163,14 @@ def convert_ddpm_state_dict(state: Mapping[str, torch.Tensor], model: nn.Module)
 def export_ddpm_state_dict(model: nn.Module, layout: str = "fused") -> dict[str, torch.Tensor]:
     """The model's weights in an original layout (``"fused"`` or ``"unfused"``), e.g. to save a checkpoint."""
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    if layout == "unfused":
-        for k in [k for k in state if k.endswith(".qkv.weight") or k.endswith(".qkv.bias")]:
-            p, kind = k.rsplit(".qkv.", 1)
-            for n, part in zip("qkv", state.pop(k).chunk(3, dim=0)):
-                state[f"{p}.{n}.{kind}"] = part.clone()
-    elif layout == "fused":
+    if layout == "fused":
+        for key in [k for k in state if k.endswith(".q.weight") or k.endswith(".q.bias")]:
+            p, kind = key.rsplit(".q.", 1)
+            state[f"{p}.qkv.{kind}"] = torch.cat([state.pop(f"{p}.{n}.{kind}") for n in "qkv"], dim=0)
         names = ddpm_temb_blocks(model)
         for kind in ("weight", "bias"):
             state[f"temb.dense.2.{kind}"] = torch.cat([state.pop(f"{n}.temb_proj.{kind}") for n in names], dim=0)
-    else:
+    elif layout != "unfused":
         raise ValueError(f"layout must be 'fused' or 'unfused', got {layout!r}")
     return state
 
@@ -192,31 +188,7 @@ def load_ddpm(model: nn.Module, source: str | os.PathLike[str] | Mapping, use_em
 def load_pd(model: nn.Module, source: str | os.PathLike[str] | Mapping, use_ema: bool = False) -> str:
     """Load a Progressive Distillation checkpoint (path or loaded object)."""
     obj = read_checkpoint(source) if isinstance(source, str | os.PathLike) else source
-    state = extract_state_dict(obj, use_ema)
+    state = split_qkv(extract_state_dict(obj, use_ema))
     what = f"PD checkpoint {source if isinstance(source, str | os.PathLike) else '(in memory)'}"
     check_and_load(model, state, what)
     return "pd"
-
-
-def resolve_weights(weights: str | None, item: str | None) -> str | None:
-    """``weights`` as a local file: ``None`` (random init), a path, or ``"pretrained"`` (the model's released
-    checkpoint ``item``, fetched through the downloader / ``SIGE_DATA_MIRROR``)."""
-    if weights in (None, "", "random"):
-        return None
-    if weights != "pretrained":
-        if not Path(weights).is_file():
-            raise FileNotFoundError(f"weights={weights!r}: no such file")
-        return str(weights)
-    if not item:
-        raise ValueError("this model has no released checkpoint (the original PD-256 has none); use weights=null")
-    from sige.data import DataError, data_path, load_manifest
-
-    try:
-        return str(data_path(MANIFEST, item))
-    except DataError as e:
-        it = load_manifest(MANIFEST).item(item)
-        raise FileNotFoundError(
-            f"weights=pretrained needs {item} ({', '.join(it.urls)}; md5 {it.md5}) and it could not be fetched: "
-            f"{e}. Download it yourself and pass weights=/path/to/{item}, or put it where the downloader looks "
-            f"(python -m sige.data path {MANIFEST} {item}), or set SIGE_DATA_MIRROR to a folder holding it"
-        ) from e

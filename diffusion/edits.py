@@ -1,19 +1,14 @@
-"""Edit cases for the diffusion benchmarks: images in [-1, 1] at the model's resolution and the difference mask.
+"""Edit cases of the diffusion models: images in [-1, 1] at the model's resolution, the difference mask and its
+pyramid, built from the edits of :func:`sigebench.edits.load_edit`.
 
-Edit config kinds (``configs/edit/*.yaml``):
-
-* ``pair``: ``manifest``, ``original``, ``edited`` items (``church_example``) - the reference pipeline:
-  Resize + CenterCrop to the model resolution, x*2-1, ``|orig - edit| > eps`` in any channel, cross-shaped
-  dilation by the model's radius;
-* ``dataset``: ``manifest``, ``folder`` and ``index`` (``church_sdedit``, ``edit.index=432``) - the same
-  pipeline on ``<folder>/original/%03d.png`` and ``<folder>/edited/%03d.png`` (the dataset's own masks are
-  not used, as in the original);
-* ``custom``: ``original``, ``edited`` paths and an optional ``mask`` (.npy, or an image whose non-zero
-  pixels are the edit), which is then used as the difference mask (resized nearest, not dilated);
-* ``synthetic``: ``area``, ``seed`` - a seeded brush stroke (:func:`sige.edits.synthetic_stroke_mask`) of
-  that area fraction at the model resolution *is* the difference mask; the images are a smooth random
-  image and the same image with the stroke painted in a random colour;
-* ``mask``: ``manifest``, ``mask`` (``engine_example``) - a given mask, resized nearest, used like a stroke.
+* image pairs (``church_example``, ``custom``, the ``church_sdedit`` set by index): the reference pipeline -
+  the shorter side resized to the model resolution (bilinear, PIL's antialiasing, as torchvision's Resize) and
+  centre-cropped, x*2-1, ``|orig - edit| > eps`` in any channel, cross-shaped dilation by the model's
+  ``mask.dilation``; a given mask (``edit.mask``) replaces the difference mask (resized and cropped like the
+  images, not dilated);
+* ``synthetic`` (a seeded brush stroke of ``area`` at the model resolution) and mask-only edits
+  (``engine_example``): the stroke / mask *is* the difference mask; the images are a smooth random image and
+  the same image painted inside it (:func:`sigebench.edits.synthetic_images`).
 
 The per-resolution pyramid then follows the reference: ``sige.utils.downsample_mask(mask,
 min_res=resolution // 2**(levels-1))`` (threshold 0.3, per-level cross dilation 1).
@@ -21,14 +16,16 @@ min_res=resolution // 2**(levels-1))`` (threshold 0.3, per-level cross dilation 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from sige import utils as sige_utils
+from sigebench.edits import Edit, EditError, load_edit, synthetic_images, synthetic_stroke_mask
+from sigebench.images import image_to_tensor
 
 
 @dataclass
@@ -45,43 +42,30 @@ class EditCase:
         return float(self.mask.float().mean())
 
 
-def load_image(path: str | Path, size: int) -> torch.Tensor:
-    """An RGB image as ``[1, 3, size, size]`` in [-1, 1]: shorter side resized to ``size`` (bilinear, with
-    PIL's antialiasing, as torchvision's Resize on PIL images), then a centre crop."""
+def _resize_crop(a: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
+    """Shorter side resized to ``size`` (bilinear, or nearest for masks), then a centre crop to ``size`` x ``size``."""
     from PIL import Image
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image {path} does not exist")
-    im = Image.open(path).convert("RGB")
+    im = Image.fromarray(a)
     w, h = im.size
     if (w, h) != (size, size):
         nw, nh = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
-        im = im.resize((nw, nh), Image.BILINEAR)
+        im = im.resize((nw, nh), Image.NEAREST if nearest else Image.BILINEAR)
         left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
         im = im.crop((left, top, left + size, top + size))
-    a = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
-    return a * 2 - 1
+    return np.asarray(im)
 
 
-def load_mask(path: str | Path, size: int) -> torch.Tensor:
-    """A user mask (.npy bool/number array, or an image: non-zero = edited) as ``bool [size, size]``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"mask {path} does not exist")
-    if path.suffix == ".npy":
-        m = torch.from_numpy(np.asarray(np.load(path)))
-    else:
-        from PIL import Image
-
-        m = torch.from_numpy(np.asarray(Image.open(path).convert("L")))
-    m = m.squeeze()
-    if m.dim() != 2:
-        raise ValueError(f"mask {path} must be 2-D [H, W], got shape {tuple(m.shape)}")
-    m = m != 0
-    if tuple(m.shape) != (size, size):
-        m = F.interpolate(m.float()[None, None], size=(size, size), mode="nearest")[0, 0] > 0.5
-    return m
+def image(a: Any, size: int, what: str) -> torch.Tensor:
+    """An RGB ``uint8 [H, W, 3]`` array as the model's input ``[1, 3, size, size]`` in [-1, 1]."""
+    if isinstance(a, Mapping) or not (isinstance(a, np.ndarray) and a.dtype == np.uint8 and a.ndim == 3):
+        got = (
+            "a mapping"
+            if isinstance(a, Mapping)
+            else f"{getattr(a, 'dtype', type(a).__name__)} {getattr(a, 'shape', '')}"
+        )
+        raise EditError(f"{what}: the diffusion models take RGB images (.png/.jpg), got {got}")
+    return image_to_tensor(_resize_crop(a, size))
 
 
 def difference_mask(original: torch.Tensor, edited: torch.Tensor, eps: float, dilation: int) -> torch.Tensor:
@@ -95,53 +79,36 @@ def mask_pyramid(mask: torch.Tensor, min_res: int) -> dict[tuple[int, int], torc
     return sige_utils.downsample_mask(mask, min_res=min_res, dilation=1)
 
 
-def _smooth_image(size: int, gen: torch.Generator) -> torch.Tensor:
-    x = torch.rand(1, 3, max(size // 16, 2), max(size // 16, 2), generator=gen) * 2 - 1
-    return F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False).clamp(-1, 1)
+def dataset_edit(edit: Mapping[str, Any], index: int) -> Edit:
+    """Pair ``index`` of the LSUN Church SDEdit set (``<folder>/{original,edited}/%03d.png``)."""
+    from sigebench.data import data_path
+    from sigebench.images import read_image
+
+    folder = edit.get("folder", "church_outdoor_sdedit")
+    files = {k: data_path(edit["manifest"], f"{folder}/{k}/{index:03d}.png") for k in ("original", "edited")}
+    return Edit(f"{edit['name']}_{index:03d}", "dataset", read_image(files["original"], "edit.original"),
+                read_image(files["edited"], "edit.edited"))  # fmt: skip
 
 
-def _paint(original: torch.Tensor, mask: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    colour = torch.rand(1, 3, 1, 1, generator=gen) * 2 - 1
-    far = torch.where(colour - original > 0, torch.ones_like(original), -torch.ones_like(original))
-    colour = torch.where((colour - original).abs() < 0.1, far, colour.expand_as(original))  # always visibly different
-    return torch.where(mask[None, None], colour, original)
-
-
-def load_edit(edit: dict, size: int, eps: float, dilation: int) -> EditCase:
-    """Build the edit case described by an edit config at ``size`` x ``size``."""
-    from sige.data import data_path
-
-    kind = edit.get("kind")
-    name = str(edit.get("name", kind))
-    if kind == "pair":
-        o = load_image(data_path(edit["manifest"], edit["original"]), size)
-        e = load_image(data_path(edit["manifest"], edit["edited"]), size)
-        return EditCase(name, o, e, difference_mask(o, e, eps, dilation))
-    if kind == "dataset":
+def load_case(edit: Mapping[str, Any] | Edit, size: int, eps: float, dilation: int) -> EditCase:
+    """The edit case of an edit config (or an already loaded :class:`~sigebench.edits.Edit`) at ``size``."""
+    e = edit if isinstance(edit, Edit) else load_edit(edit)
+    if e.kind == "dataset" and not isinstance(edit, Edit):
         if edit.get("index") is None:
-            raise ValueError(f"edit {name!r} needs an image index, e.g. edit.index=432")
-        idx = int(edit["index"])
-        folder = edit.get("folder", "church_outdoor_sdedit")
-        o = load_image(data_path(edit["manifest"], f"{folder}/original/{idx:03d}.png"), size)
-        e = load_image(data_path(edit["manifest"], f"{folder}/edited/{idx:03d}.png"), size)
-        return EditCase(f"{name}_{idx:03d}", o, e, difference_mask(o, e, eps, dilation))
-    if kind == "custom":
-        for key in ("original", "edited"):
-            if not edit.get(key) or edit[key] == "???":
-                raise ValueError(f"edit=custom needs edit.{key}=PATH (and optionally edit.mask=PATH)")
-        o, e = load_image(edit["original"], size), load_image(edit["edited"], size)
-        mask = load_mask(edit["mask"], size) if edit.get("mask") else difference_mask(o, e, eps, dilation)
-        return EditCase(name, o, e, mask)
-    gen = torch.Generator().manual_seed(int(edit.get("seed", 0)))
-    if kind == "synthetic":
-        from sige.edits import synthetic_stroke_mask
-
-        mask = torch.from_numpy(synthetic_stroke_mask(size, size, float(edit["area"]), int(edit.get("seed", 0))))
-    elif kind == "mask":
-        mask = load_mask(data_path(edit["manifest"], edit["mask"]), size)
+            raise EditError(f"edit {e.name!r} needs an image index for one pair, e.g. edit.index=432")
+        e = dataset_edit(edit, int(edit["index"]))
+    if e.original is not None and e.edited is not None:
+        o, ed = image(e.original, size, "edit.original"), image(e.edited, size, "edit.edited")
+        if e.mask is not None:
+            mask = torch.from_numpy(_resize_crop(e.mask.astype(np.uint8) * 255, size, nearest=True) > 127)
+        else:
+            mask = difference_mask(o, ed, eps, dilation)
+        return EditCase(e.name, o, ed, mask)
+    if e.kind == "synthetic":
+        mask = torch.from_numpy(synthetic_stroke_mask(size, size, e.area, e.seed))
+    elif e.mask is not None:
+        mask = torch.from_numpy(_resize_crop(e.mask.astype(np.uint8) * 255, size, nearest=True) > 127)
     else:
-        raise ValueError(
-            f"edit {name!r} has kind {kind!r}; the diffusion models take pair, dataset, custom, synthetic or mask edits"
-        )
-    o = _smooth_image(size, gen)
-    return EditCase(name, o, _paint(o, mask, gen), mask)
+        raise EditError(f"edit {e.name!r} gives neither an image pair nor a mask; the diffusion models need one")
+    o, ed = synthetic_images(mask, e.seed)
+    return EditCase(e.name, o, ed, mask)

@@ -15,30 +15,15 @@ trajectory is therefore exactly ``q(x_t | x0_original)`` at every step and is ne
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from diffusion.build import model_input
 from diffusion.edits import mask_pyramid
-from diffusion.samplers import SAMPLERS, Schedule, q_sample
 from sige.nn import SIGEModel
-
-SAMPLER_OPTIONS = {
-    "ddim": ("eta",),
-    "ddpm": (),
-    "dpm_solver_pp": ("order", "lower_order_final", "time_shift"),
-    "pd": (),
-}
-
-
-def sampler_from_config(sampler_cfg: dict[str, Any]) -> tuple[Callable[..., torch.Tensor], dict[str, Any]]:
-    """The sampler function named by ``sampler_cfg["name"]`` and its options from the config."""
-    name = sampler_cfg.get("name")
-    if name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
-    return SAMPLERS[name], {k: sampler_cfg[k] for k in SAMPLER_OPTIONS[name] if k in sampler_cfg}
+from sigebench.samplers import sampler_from_config
+from sigebench.schedules import Schedule, q_sample
 
 
 def _as_batch_mask(mask: torch.Tensor, batch: int) -> torch.Tensor:

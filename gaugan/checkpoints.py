@@ -27,15 +27,6 @@ from torch import nn
 
 from gaugan.models import SPADEGenerator
 
-MANIFEST = "gaugan_checkpoints"
-# Checkpoint file of each architecture, as the original's download helper names them.
-RELEASES = {
-    "gaugan": "fused_spade.pth",
-    "gaugan_unfused": "spade.pth",
-    "gan_compression": "fused_sub_mobile_spade-{config_str}.pth",
-    "gan_compression_unfused": "sub_mobile_spade-{config_str}.pth",
-}
-
 
 class CheckpointError(ValueError):
     """A checkpoint that does not fit the model (the message says what and what to do)."""
@@ -146,57 +137,6 @@ def load_checkpoint(model: SPADEGenerator, path: str | os.PathLike) -> SPADEGene
     """Load ``path`` (a released or our own state dict) into ``model``; returns the model."""
     load_state_dict(model, read_state_dict(path), source=str(path))
     return model
-
-
-def release_name(architecture: str, config_str: str | None = None, fused: bool = True) -> str:
-    """File name of the released checkpoint for an architecture (and GAN Compression config string)."""
-    key = architecture + ("" if fused else "_unfused")
-    if key not in RELEASES:
-        raise ValueError(f"no released checkpoint for architecture {architecture!r}")
-    return RELEASES[key].format(config_str=config_str)
-
-
-def pretrained_path(
-    architecture: str, config_str: str | None = None, fused: bool = True, name: str | None = None
-) -> Path:
-    """Local path of a released checkpoint (``name``, else the one of the architecture), fetched (or copied from
-    ``SIGE_DATA_MIRROR``) if needed. Raises :class:`FileNotFoundError` with one clear message when it cannot
-    be obtained.
-    """
-    from sige.data import DataError, data_path, load_manifest
-
-    name = name or release_name(architecture, config_str, fused)
-    manifest = load_manifest(MANIFEST)
-    if name not in [it.path for it in manifest.items]:
-        raise FileNotFoundError(
-            f"no released checkpoint {name!r} (GAN Compression weights exist for config strings "
-            "32_32_32_48_32_24_24_32 (fused and unfused) and 16_40_16_8_16_16_8_16 (unfused) only); "
-            "pass weights=<path> to a checkpoint of your own"
-        )
-    try:
-        return data_path(MANIFEST, name)
-    except DataError as e:
-        raise FileNotFoundError(
-            f"the pretrained weights {name} are not available here ({e}). Fetch them with "
-            f"`python -m sige.data fetch {MANIFEST}` on a machine with internet access, or place the file under "
-            f"$SIGE_DATA/gaugan/ or $SIGE_DATA_MIRROR/gaugan/, or pass weights=<path>; weights=null runs with "
-            "random weights (enough for MACs and latency)"
-        ) from e
-
-
-def resolve_weights(
-    weights: str | None, architecture: str, config_str: str | None = None, release: str | None = None
-) -> Path | None:
-    """``None`` -> random weights; ``"pretrained"`` -> the released checkpoint (``release``, else the fused one
-    of the architecture); anything else is a path."""
-    if weights in (None, "", "random", "null"):
-        return None
-    if weights == "pretrained":
-        return pretrained_path(architecture, config_str, fused=True, name=release)
-    path = Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights={weights!r}: no such file (use 'pretrained', a path, or null for random)")
-    return path
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,4 +1,4 @@
-"""The Cityscapes edit benchmark set (and the paper's example edit) as original/edited label-map pairs.
+"""The Cityscapes edit benchmark set as original/edited label-map pairs.
 
 Layout of ``cityscapes-edit/`` (manifest ``datasets/cityscapes_edit.yaml``): ``meta.csv`` (a header, then
 ``gt_id,synthetic_id`` rows; the row index is the image id), ``gt_labels/<gt_id>.npy``,
@@ -22,13 +22,6 @@ import numpy as np
 
 DATASET = "cityscapes_edit"
 FOLDER = "cityscapes-edit"
-EXAMPLE = {
-    "manifest": "example_edits",
-    "original_label": "cityscapes/gt_label.npy",
-    "original_instance": "cityscapes/gt_instance.npy",
-    "edited_label": "cityscapes/synthetic_label.npy",
-    "edited_instance": "cityscapes/synthetic_instance.npy",
-}
 
 
 @dataclass
@@ -46,6 +39,7 @@ class EditSample:
     direction: str = "gt_to_synthetic"
     image_path: Path | None = None  # the real photo of the ground-truth labels
     mask_path: Path | None = None
+    mask: np.ndarray | None = None  # a user mask replacing the difference mask (custom edits)
 
     @property
     def edited_is_gt(self) -> bool:
@@ -68,13 +62,13 @@ def dataset_root(root: str | Path | None = None) -> Path:
         if not (path / "meta.csv").is_file():
             raise FileNotFoundError(f"{path} is not a cityscapes-edit folder (no meta.csv)")
         return path
-    from sige.data import DataError, data_path
+    from sigebench.data import DataError, data_path
 
     try:
         return data_path(DATASET, f"{FOLDER}/meta.csv").parent
     except DataError as e:
         raise FileNotFoundError(
-            f"the Cityscapes edit set is not available here ({e}). Fetch it with `python -m sige.data fetch "
+            f"the Cityscapes edit set is not available here ({e}). Fetch it with `python -m sigebench.data fetch "
             f"{DATASET}` on a machine with internet access, put the extracted {FOLDER}/ under $SIGE_DATA or "
             f"$SIGE_DATA_MIRROR, or pass edit.root=<folder>"
         ) from e
@@ -128,20 +122,3 @@ class CityscapesEditDataset:
             direction="synthetic_to_gt" if reverse else "gt_to_synthetic",
             image_path=r / "images" / f"{gt_id}.png", mask_path=mask if mask.is_file() else None,
         )  # fmt: skip
-
-
-def example_sample(reverse: bool = False, files: dict | None = None) -> EditSample:
-    """The paper's example edit (the original repository's gaugan/assets maps): gt -> synthetic labels."""
-    from sige.data import data_path
-
-    spec = {**EXAMPLE, **(files or {})}
-    arrays = {k: np.load(data_path(spec["manifest"], spec[k])) for k in EXAMPLE if k != "manifest"}
-    o = (arrays["original_label"], arrays["original_instance"])
-    e = (arrays["edited_label"], arrays["edited_instance"])
-    if reverse:
-        o, e = e, o
-    return EditSample(
-        name="example_gt" if reverse else "example_synthetic",
-        original_label=o[0], original_instance=o[1], edited_label=e[0], edited_instance=e[1],
-        direction="synthetic_to_gt" if reverse else "gt_to_synthetic",
-    )  # fmt: skip

@@ -5,21 +5,7 @@ Sweeps: ``python scripts/run.py -m model=a,b edit=synthetic edit.area=0.005,0.01
 ``hydra/launcher=joblib_local threads=1`` for local parallel runs. See README.
 """
 
-from __future__ import annotations
-
-from pathlib import Path
-
-import hydra
-from hydra.utils import call
-from omegaconf import DictConfig
-
-CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
-
-
-@hydra.main(version_base="1.3", config_path=CONFIGS, config_name="config")
-def main(cfg: DictConfig) -> None:
-    call({"_target_": cfg.task._target_}, cfg)
-
+from sigebench.cli import main
 
 if __name__ == "__main__":
     main()

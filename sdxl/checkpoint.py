@@ -7,8 +7,9 @@
   ``first_stage_model.*``, ``conditioner.embedders.N.*``; read lazily, key by key.
 
 Conversions happen here, never in the user's file: floating tensors are cast to the requested dtype
-(float32 by default), and a ``[a, b]`` linear weight is viewed as the ``[a, b, 1, 1]`` 1x1 conv the model
-uses (SDXL's transformer ``proj_in`` / ``proj_out``, and VAE attention stored as linear layers).
+(float32 by default), a ``[a, b]`` linear weight is viewed as the ``[a, b, 1, 1]`` 1x1 conv the model
+uses (SDXL's transformer ``proj_in`` / ``proj_out``, and VAE attention stored as linear layers), and the UNet's
+ResBlocks and downsamplers (the engine's blocks) read ldm's keys (:data:`LDM_RESBLOCK_KEYS`, ``op``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,28 @@ COMPONENT_PREFIXES = {
 
 
 IGNORED = ("loss.",)
+# the engine's ResBlock parameter names -> ldm's (the VAE uses the engine's names itself)
+LDM_RESBLOCK_KEYS = {
+    "norm1": "in_layers.0", "conv1": "in_layers.2", "temb_proj": "emb_layers.1", "norm2": "out_layers.0",
+    "conv2": "out_layers.3", "nin_shortcut": "skip_connection",
+}  # fmt: skip
+
+
+def ldm_key_map(module: nn.Module) -> dict[str, str]:
+    """``{our state-dict key: ldm key}`` for the engine blocks of a UNet whose ldm names differ."""
+    from sige.nn.blocks import Downsample, ResBlock
+
+    renames: dict[str, str] = {}
+    for name, m in module.named_modules():
+        if isinstance(m, ResBlock):
+            renames.update({f"{name}.{ours}": f"{name}.{theirs}" for ours, theirs in LDM_RESBLOCK_KEYS.items()})
+        elif isinstance(m, Downsample):
+            renames[f"{name}.conv"] = f"{name}.op"
+    out = {}
+    for key in module.state_dict():
+        owner, _, param = key.rpartition(".")
+        out[key] = f"{renames[owner]}.{param}" if owner in renames else key
+    return out
 
 
 class CheckpointError(ValueError):
@@ -111,8 +134,14 @@ class CheckpointReader:
                 raise ImportError(
                     "reading .safetensors needs the 'safetensors' package (pip install safetensors)"
                 ) from e
-            self._st = safe_open(str(self.path), framework="pt", device="cpu")
-            self._keys = list(self._st.keys())
+            try:
+                self._st = safe_open(str(self.path), framework="pt", device="cpu")
+                self._keys = list(self._st.keys())
+            except Exception as e:  # noqa: BLE001 - SafetensorError, truncated or foreign files
+                raise CheckpointError(
+                    f"cannot read {self.path} as a .safetensors file ({type(e).__name__}: {e}); is the download "
+                    "complete? Compare its sha256 with datasets/sd_checkpoints.yaml"
+                ) from None
         else:
             self._sd = _torch_load(self.path)
             self._keys = [k for k, v in self._sd.items() if isinstance(v, torch.Tensor)]
@@ -144,9 +173,17 @@ def _convert(t: torch.Tensor, like: torch.Tensor, key: str, dtype: torch.dtype) 
 
 
 @torch.no_grad()
-def load_into(module: nn.Module, reader: CheckpointReader, prefix: str, dtype: torch.dtype = torch.float32) -> None:
-    """Copy every parameter/buffer of ``module`` from ``prefix + name`` (strict both ways, in place)."""
-    state = module.state_dict(keep_vars=True)
+def load_into(
+    module: nn.Module,
+    reader: CheckpointReader,
+    prefix: str,
+    dtype: torch.dtype = torch.float32,
+    key_map: dict[str, str] | None = None,
+) -> None:
+    """Copy every parameter/buffer of ``module`` from ``prefix + key_map[name]`` (strict both ways, in place)."""
+    own = module.state_dict(keep_vars=True)
+    key_map = key_map or {}
+    state = {key_map.get(k, k): v for k, v in own.items()}
     available = set(reader.with_prefix(prefix))
     if not available:
         raise CheckpointError(
@@ -175,5 +212,7 @@ def load_component(
     if component not in COMPONENT_PREFIXES:
         raise ValueError(f"unknown component {component!r}; use one of {', '.join(COMPONENT_PREFIXES)}")
     reader = path if isinstance(path, CheckpointReader) else CheckpointReader(path)
-    load_into(module, reader, COMPONENT_PREFIXES[component], dtype)
+    load_into(
+        module, reader, COMPONENT_PREFIXES[component], dtype, ldm_key_map(module) if component == "unet" else None
+    )
     return reader

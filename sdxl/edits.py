@@ -7,14 +7,16 @@
 * Inpainting (``inpainting_runner.py``): ``downsample_mask(mask, min_res=8, dilation=1)`` for the UNet and
   the decoder.
 
-All dilations use the original engine's cross-shaped element (``sige.utils``).
+All dilations use the original engine's cross-shaped element (``sige.utils``). Edits come from the one edit
+loader (:func:`sigebench.edits.load_edit`): an image pair is an SDEdit edit (a given ``edit.mask`` replaces the
+difference), an image with a mask and no edited image (or ``inpainting: true``) an inpainting edit, and a
+synthetic stroke is painted into a smooth random image (:func:`sigebench.edits.synthetic_images`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +24,8 @@ import torch
 from PIL import Image
 
 from sige import utils as sige_utils
+from sigebench.edits import EditError, load_edit, synthetic_images, synthetic_stroke_mask
+from sigebench.images import image_to_tensor
 
 SDEDIT_EPS = 0.02
 SDEDIT_DILATION = 5
@@ -29,25 +33,26 @@ DECODER_EXTRA_DILATION = 40
 Masks = dict[tuple[int, int], torch.Tensor]
 
 
-def load_image(path: str | Path, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """RGB image as ``[1, 3, H, W]`` in [-1, 1]; resized (LANCZOS) to ``size = (H, W)`` or to multiples of 32."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image {path} does not exist")
-    img = Image.open(path).convert("RGB")
+def resize_image(a: np.ndarray, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """``uint8 [H, W, 3]`` as ``[1, 3, H, W]`` in [-1, 1]; resized (LANCZOS) to ``size = (H, W)`` or to multiples
+    of 32."""
+    img = Image.fromarray(a)
     w, h = img.size
     H, W = size if size is not None else (h - h % 32, w - w % 32)
     if (W, H) != (w, h):
         img = img.resize((W, H), resample=Image.LANCZOS)
-    arr = np.asarray(img, dtype=np.float32) / 255.0
-    return torch.from_numpy(arr).permute(2, 0, 1)[None].contiguous() * 2.0 - 1.0
+    return image_to_tensor(np.asarray(img))
 
 
-def sdedit_masks(original: torch.Tensor, edited: torch.Tensor) -> tuple[torch.Tensor, Masks, Masks]:
-    """``(difference mask [H, W], UNet/encoder pyramid, decoder pyramid)`` of an SDEdit pair."""
+def sdedit_masks(
+    original: torch.Tensor, edited: torch.Tensor, diff: torch.Tensor | None = None
+) -> tuple[torch.Tensor, Masks, Masks]:
+    """``(difference mask [H, W], UNet/encoder pyramid, decoder pyramid)`` of an SDEdit pair (``diff`` replaces
+    the computed difference)."""
     if original.shape != edited.shape:
         raise ValueError(f"original {tuple(original.shape)} and edited {tuple(edited.shape)} images differ in size")
-    diff = sige_utils.compute_difference_mask(original, edited, eps=SDEDIT_EPS)
+    if diff is None:
+        diff = sige_utils.compute_difference_mask(original, edited, eps=SDEDIT_EPS)
     dilated = sige_utils.dilate_mask(diff, SDEDIT_DILATION)
     masks = sige_utils.downsample_mask(dilated, min_res=(4, 4), dilation=1)
     decoder = sige_utils.downsample_mask(sige_utils.dilate_mask(dilated, DECODER_EXTRA_DILATION), (4, 4), 0)
@@ -96,8 +101,10 @@ class EditCase:
         return float(self.region.float().mean())
 
 
-def _sdedit_case(name: str, original: torch.Tensor, edited: torch.Tensor, **meta: Any) -> EditCase:
-    diff, masks, dec = sdedit_masks(original, edited)
+def _sdedit_case(
+    name: str, original: torch.Tensor, edited: torch.Tensor, diff: torch.Tensor | None = None, **meta: Any
+) -> EditCase:
+    diff, masks, dec = sdedit_masks(original, edited, diff)
     return EditCase(name, "sdedit", original, edited, diff, masks, dec, dict(meta))
 
 
@@ -119,43 +126,24 @@ def _inpainting_case(name: str, original: torch.Tensor, mask: np.ndarray | torch
     return EditCase(name, "inpainting", original, edited, m, masks, masks, dict(meta))
 
 
-def synthetic_image(height: int, width: int, seed: int = 0) -> torch.Tensor:
-    """A smooth seeded random image ``[1, 3, H, W]`` in [-1, 1] (low-frequency noise, upsampled)."""
-    g = torch.Generator().manual_seed(seed)
-    low = torch.rand(1, 3, max(2, height // 32), max(2, width // 32), generator=g) * 2 - 1
-    return torch.nn.functional.interpolate(low, size=(height, width), mode="bicubic", align_corners=False).clamp(-1, 1)
-
-
-def load_edit(edit: Mapping[str, Any], image_size: tuple[int, int] = (512, 1024)) -> EditCase:
-    """Build the edit case of an ``edit`` config (``configs/edit/*.yaml``) at ``image_size = (H, W)``."""
-    from sige.data import data_path
-
-    kind = edit.get("kind")
-    name = edit.get("name", kind)
-    if kind == "sdedit":
-        orig = load_image(data_path(edit["manifest"], edit["original"]), image_size)
-        edited = load_image(data_path(edit["manifest"], edit["edited"]), image_size)
-        return _sdedit_case(name, orig, edited, prompt=edit.get("prompt"), seed=edit.get("seed"))
-    if kind == "inpainting":
-        orig = load_image(data_path(edit["manifest"], edit["original"]), image_size)
-        mask = np.load(data_path(edit["manifest"], edit["mask"]))
-        return _inpainting_case(name, orig, mask, prompt=edit.get("prompt"), seed=edit.get("seed"))
-    if kind == "synthetic":
-        from sige.edits import synthetic_stroke_mask
-
+def load_case(edit: Mapping[str, Any], image_size: tuple[int, int] = (512, 1024)) -> EditCase:
+    """The edit case of an edit config (``configs/edit/*.yaml``) at ``image_size = (H, W)``."""
+    e = load_edit(edit)
+    meta = {"prompt": e.meta.get("prompt"), "seed": e.seed}
+    if e.kind == "synthetic":
         H, W = image_size
-        stroke = torch.from_numpy(synthetic_stroke_mask(H, W, float(edit["area"]), int(edit.get("seed", 0))))
-        orig = synthetic_image(H, W, int(edit.get("seed", 0)))
-        edited = torch.where(stroke[None, None], -orig, orig)  # a strong change inside the stroke only
-        return _sdedit_case(name, orig, edited, area=float(edit["area"]))
-    if kind == "custom":
-        orig = load_image(edit["original"], image_size)
-        if edit.get("mask"):
-            return _inpainting_case(name, orig, np.load(edit["mask"]))
-        if not edit.get("edited"):
-            raise ValueError("a custom edit needs edit.edited=PATH (SDEdit) or edit.mask=PATH (inpainting)")
-        return _sdedit_case(name, orig, load_image(edit["edited"], image_size))
-    raise ValueError(
-        f"the SD/SDXL models take the edits sd_sdedit0, sd_sdedit1, sd_inpainting, synthetic and custom; "
-        f"got {name!r} (kind {kind!r})"
-    )
+        stroke = torch.from_numpy(synthetic_stroke_mask(H, W, e.area, e.seed))
+        orig, edited = synthetic_images(stroke, e.seed)
+        return _sdedit_case(e.name, orig, edited, area=e.area, **meta)
+    for key, x in (("edit.original", e.original), ("edit.edited", e.edited)):
+        if x is not None and not (isinstance(x, np.ndarray) and x.dtype == np.uint8 and x.ndim == 3):
+            raise EditError(f"{key}: the SD / SDXL models take RGB images (.png/.jpg), got {getattr(x, 'dtype', x)}")
+    if e.original is None:
+        raise EditError(f"edit {e.name!r} has no original image; SD / SDXL edits need edit.original")
+    orig = resize_image(e.original, image_size)
+    if edit.get("inpainting") or e.edited is None:
+        if e.mask is None:
+            raise EditError(f"edit {e.name!r}: an inpainting edit needs edit.mask (and SDEdit needs edit.edited)")
+        return _inpainting_case(e.name, orig, e.mask, **meta)
+    diff = None if e.mask is None else torch.from_numpy(resize_mask(e.mask, image_size))
+    return _sdedit_case(e.name, orig, resize_image(e.edited, image_size), diff, **meta)

@@ -1,49 +1,177 @@
 """``task=generate``: SDEdit and inpainting with SD 1.4 and SDXL (base, refiner, turbo), dense or with SIGE.
 
     python scripts/run.py task=generate model=sd14 edit=sd_sdedit0 weights=PATH/sd-v1-4.ckpt \\
-        model.text.tokenizer=PATH/clip-tokenizer [model.pipeline.sige=false] [model.pipeline.seed=11]
+        model.text.tokenizer=PATH/clip-tokenizer [task.variants=[original]] [task.seed=11]
     python scripts/run.py task=generate model=sdxl_base edit=sd_inpainting weights=PATH/sd_xl_base_1.0.safetensors \\
-        model.text.tokenizer=... [model.pipeline.refiner_weights=PATH/sd_xl_refiner_1.0.safetensors]
+        model.text.tokenizer=... [task.refiner_weights=PATH/sd_xl_refiner_1.0.safetensors]
 
-Pipelines as in the reference runners: SDEdit encodes the original densely and the edit sparsely, runs two
-trajectories with the same noise (full pass on the original, sparse pass on the edit, every step) and
-decodes the edit sparsely against the decoded original; inpainting encodes the original, blends the
-noised original outside the mask before every step (full pass on it, sparse pass on the blend) and decodes
-sparsely against the decoded original. ``model.pipeline.sige=false`` runs the dense model on the edit only.
-The posterior mean is used as the latent (the reference sampled the posterior, so original and edit got
-independent noise). All noise comes from one generator seeded with the edit's seed: same seed, same image.
-Weights are never downloaded; a missing checkpoint or tokenizer is an error that says what to pass.
+Pipelines as in the reference runners, on the samplers of :mod:`sigebench.samplers` (ldm's DDIM for SD 1.4,
+sgm's DPM-Solver++(2M) for SDXL, Euler ancestral for turbo; see configs/sampler): SDEdit encodes the original
+densely and the edit sparsely, runs two trajectories with the same start noise (full pass on the original,
+sparse pass on the edit, every step) and decodes the edit sparsely against the decoded original; inpainting
+encodes the original, blends the noised original outside the mask before every step (full pass on it, sparse
+pass on the blend) and decodes sparsely against the decoded original. Variant ``original`` runs the dense model
+on the edit only. The posterior mean is used as the latent (the reference sampled the posterior, so original
+and edit got independent noise). All noise comes from one generator seeded with the edit's seed: same seed,
+same image. Weights are never downloaded at run time; a missing checkpoint or tokenizer is an error that says
+what to pass.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
+
+from sige.nn import SIGEModel
+from sigebench.images import save_image
+from sigebench.samplers import sampler_from_config
+from sigebench.schedules import Schedule, make_schedule, q_sample, sampler_timesteps
+from sigebench.weights import resolve_weights
 
 from .checkpoint import CheckpointReader, load_component
 from .config import unet_config, vae_config
-from .edits import EditCase, complete_pyramid, load_edit
-from .sampling import Guided, denoise_loop, make_sampler
+from .edits import EditCase, complete_pyramid, load_case
 from .text import EOT, Tokenizer, load_clip_l, load_openclip, size_embedding
 from .unet import UNet
 from .vae import AutoencoderKL
 
-PIPELINE_DEFAULTS = {
-    "sige": True,
-    "prompt": None,  # default: the edit's prompt
-    "negative_prompt": "",
-    "seed": None,  # default: the edit's seed
-    "out_dir": "results/images",
-    "refiner_weights": None,  # SDXL base: refine the latents with the refiner checkpoint
-    "block_grid": "original",
-}
+
+@dataclass
+class Guided:
+    """Classifier-free guidance around an eps-predicting UNet: ``uncond`` None or ``scale`` 1 -> no CFG (batch 1)."""
+
+    unet: torch.nn.Module
+    cond: Mapping[str, torch.Tensor]  # {"context": [1, T, D], "y": [1, adm] (SDXL)}
+    uncond: Mapping[str, torch.Tensor] | None
+    scale: float
+
+    @property
+    def cfg(self) -> bool:
+        return self.uncond is not None and self.scale != 1.0
+
+    def eps(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        tt = torch.tensor([float(t)], device=x.device)
+        if not self.cfg:
+            return self.unet(x, tt.expand(x.shape[0]), self.cond["context"], self.cond.get("y"))
+        args = [
+            torch.cat([self.uncond[k], self.cond[k]]) if self.cond.get(k) is not None else None
+            for k in ("context", "y")
+        ]
+        e_u, e_c = self.unet(torch.cat([x, x]), tt.expand(2 * x.shape[0]), *args).chunk(2)
+        return e_u + self.scale * (e_c - e_u)
+
+
+def img2img_plan(sampler_cfg: Mapping[str, Any], strength: float) -> tuple[list[int], int | None]:
+    """``(timesteps to run, start timestep)`` of an edit with ``strength`` (``None``: start from pure noise).
+
+    ``img2img: ldm``: the first ``int(strength * steps)`` timesteps, the start noised one step higher (ldm's
+    stochastic_encode); ``sgm``: the ``int(strength * (steps + 1)) - 1`` lowest timesteps, the start at the highest
+    of them (the Img2ImgDiscretizationWrapper keeps that many sigmas, the final 0 included).
+    """
+    ts = sampler_timesteps(sampler_cfg)
+    if strength >= 1.0:
+        return ts, None
+    if sampler_cfg.get("img2img", "sgm") == "ldm":
+        k = int(strength * len(ts))
+        if k < 1:
+            raise ValueError(f"strength {strength} leaves no sampling step")
+        return ts[:k], ts[min(k, len(ts) - 1)]
+    k = max(int(strength * (len(ts) + 1)), 1) - 1
+    if k < 1:
+        raise ValueError(f"strength {strength} leaves no sampling step")
+    return ts[:k], ts[k - 1]
+
+
+def start_sample(x0: torch.Tensor, noise: torch.Tensor, start_t: int | None, schedule: Schedule) -> torch.Tensor:
+    """The sampler's first sample: pure noise (``start_t`` None) or ``x0`` noised to ``start_t``."""
+    return noise if start_t is None else q_sample(x0, start_t, noise, schedule)
+
+
+@torch.no_grad()
+def sample(
+    model: Guided,
+    sampler_cfg: Mapping[str, Any],
+    x: torch.Tensor,
+    seq: list[int],
+    generator: torch.Generator,
+    *,
+    init: torch.Tensor | None = None,
+    x0: torch.Tensor | None = None,
+    keep: torch.Tensor | None = None,
+    masks: Mapping[tuple[int, int], torch.Tensor] | None = None,
+    block_grid: str = "original",
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Run one sampler over ``seq``; returns the edited (and, for SIGE SDEdit, the original) final latents.
+
+    SIGE (``masks`` given, the UNet a SIGEModel): every step first runs the full pass on the original
+    trajectory - SDEdit (``init``): its own trajectory, sampled alongside as the first half of one stacked
+    sample; inpainting (``x0``): ``x0`` noised to the step - then the sparse pass on the edited sample.
+    Inpainting (``keep`` = 1 where the original is kept) blends ``x0`` noised to the next step into the sample
+    after every step but the last, with the noise the next full pass uses.
+    """
+    fn, options = sampler_from_config(sampler_cfg)
+    schedule = make_schedule(sampler_cfg)
+    unet = model.unet
+    sige = masks is not None
+    if sige and not isinstance(unet, SIGEModel):
+        raise TypeError("SIGE sampling needs a SIGEModel UNet")
+    final_t = int(options.get("final_t", -1))
+
+    def noise_like(z: torch.Tensor) -> torch.Tensor:
+        return torch.randn(z.shape, generator=generator, dtype=torch.float32).to(z.device, z.dtype)
+
+    def sparse_eps(z: torch.Tensor, t: int) -> torch.Tensor:
+        unet.set_masks(masks, block_grid=block_grid)
+        unet.set_mode("sparse")
+        try:
+            return model.eps(z, t)
+        finally:
+            unet.set_mode("full")
+
+    noised: dict[str, torch.Tensor] = {}
+    post: Callable | None = None
+    if keep is not None:  # inpainting: blend the noised original in before every step
+        noised["x"] = q_sample(x0, seq[-1], noise_like(x0), schedule)
+        x = noised["x"] * keep + x * (1 - keep)
+
+        def post(z: torch.Tensor, t_next: int, step: int) -> torch.Tensor:
+            if t_next == final_t:
+                return z
+            noised["x"] = q_sample(x0, t_next, noise_like(x0), schedule)
+            return noised["x"] * keep + z * (1 - keep)
+
+    try:
+        if not sige:
+            return fn(
+                lambda z, t, step: model.eps(z, t), x, seq, schedule, generator=generator, post=post, **options
+            ), None
+        if init is not None:  # SDEdit: the original trajectory is the first half of the stacked sample
+
+            def paired(z: torch.Tensor, t: int, step: int) -> torch.Tensor:
+                zo, ze = z.chunk(2)
+                unet.set_mode("full")
+                eo = model.eps(zo, t)
+                return torch.cat([eo, sparse_eps(ze, t)])
+
+            out = fn(paired, torch.cat([init, x]), seq, schedule, generator=generator, **options)
+            base, edited = out.chunk(2)
+            return edited, base
+
+        def inpaint(z: torch.Tensor, t: int, step: int) -> torch.Tensor:
+            unet.set_mode("full")
+            model.eps(noised["x"], t)  # refreshes every cache; the output is not needed
+            return sparse_eps(z, t)
+
+        return fn(inpaint, x, seq, schedule, generator=generator, post=post, **options), None
+    finally:
+        if sige:
+            unet.set_mode("full")
+            unet.clear_cache()
 
 
 @dataclass
@@ -61,14 +189,14 @@ def encode_text(model_cfg: Mapping[str, Any], reader: CheckpointReader, prompt: 
     parts: dict[str, list[torch.Tensor]] = {"c": [], "u": []}
     pooled: dict[str, torch.Tensor] = {}
     with torch.no_grad():
-        if "clip_l" in text:
+        if text.get("clip_l"):
             enc = load_clip_l(reader, text["clip_l"]["prefix"], text["clip_l"].get("layer", "last"), dtype)
             ids = tok([prompt, negative], pad=EOT)
             h = enc(ids)
             parts["c"].append(h[:1])
             parts["u"].append(h[1:])
             del enc
-        if "openclip_bigg" in text:
+        if text.get("openclip_bigg"):
             enc = load_openclip(reader, text["openclip_bigg"]["prefix"], dtype)
             h, p = enc(tok([prompt, negative], pad=0))
             parts["c"].append(h[:1])
@@ -106,7 +234,7 @@ def run_pipeline(
     case: EditCase,
     cond: Mapping[str, torch.Tensor],
     uncond: Mapping[str, torch.Tensor] | None,
-    sampling: Mapping[str, Any],
+    sampler_cfg: Mapping[str, Any],
     seed: int,
     sige: bool = True,
     block_grid: str = "original",
@@ -117,6 +245,7 @@ def run_pipeline(
     dtype = next(comp.unet.parameters()).dtype
     enc, dec = comp.vae.encoder, comp.vae.decoder
     sf = comp.scale_factor
+    schedule = make_schedule(sampler_cfg)
 
     def encode(img):
         mean, _ = comp.vae.encode(img.to(dtype))
@@ -124,12 +253,11 @@ def run_pipeline(
 
     H, W = case.size
     h, w = H // enc.downsampling, W // enc.downsampling
-    model = Guided(comp.unet, cond, uncond, float(sampling.get("guidance", 1.0)))
+    model = Guided(comp.unet, cond, uncond, float(sampler_cfg.get("guidance", 1.0)))
     f = comp.unet.latent_downsampling
     masks = complete_pyramid(case.masks, (h // f, w // f)) if sige else None
-    sampler = make_sampler(sampling)
+    keep = x0 = None
     if case.kind == "sdedit":
-        strength = float(sampling.get("strength", 0.8))
         if sige:
             enc.set_mode("full")
             z_init = encode(case.original)
@@ -138,40 +266,32 @@ def run_pipeline(
         z = encode(case.edited)
         enc.set_mode("full")
         enc.clear_cache()
-        plan = sampler.plan(strength)
+        seq, start_t = img2img_plan(sampler_cfg, float(sampler_cfg.get("strength", 0.8)))
         noise = torch.randn(z.shape, generator=g).to(dtype)
-        x = sampler.start_noise(z, noise, strength)
-        init = sampler.start_noise(z_init, noise, strength) if sige else None
-        x, init = denoise_loop(
-            sampler, model, x, plan, g, init=init, init_mode="sdedit", masks=masks, block_grid=block_grid
-        )
-        base, dec_masks = init, case.decoder_masks
-        keep = x0 = None
+        x = start_sample(z, noise, start_t, schedule)
+        init = start_sample(z_init, noise, start_t, schedule) if sige else None
+        x, base = sample(model, sampler_cfg, x, seq, g, init=init, masks=masks, block_grid=block_grid)
+        dec_masks = case.decoder_masks
     else:  # inpainting
-        strength = float(sampling.get("inpaint_strength", 1.0))
         x0 = encode(case.original)
         keep = 1.0 - case.masks[(h, w)].to(dtype)[None, None]
-        plan = sampler.plan(strength)
-        x = sampler.start_noise(x0, torch.randn(x0.shape, generator=g).to(dtype), strength)
-        x, _ = denoise_loop(sampler, model, x, plan, g, init_mode="inpaint", x0=x0, keep=keep, masks=masks,
-                            block_grid=block_grid)  # fmt: skip
+        seq, start_t = img2img_plan(sampler_cfg, float(sampler_cfg.get("inpaint_strength", 1.0)))
+        x = start_sample(x0, torch.randn(x0.shape, generator=g).to(dtype), start_t, schedule)
+        x, _ = sample(model, sampler_cfg, x, seq, g, x0=x0, keep=keep, masks=masks, block_grid=block_grid)
         base, dec_masks = x0, masks
     if refine is not None:
-        rcomp, rcond, runcond, rsampling = refine
-        rmodel = Guided(rcomp.unet, rcond, runcond, float(rsampling.get("guidance", 1.0)))
-        rs = make_sampler(rsampling)
-        rstrength = float(rsampling.get("strength", 0.15))
-        rplan = rs.plan(rstrength)
+        rcomp, rcond, runcond, rsampler = refine
+        rmodel = Guided(rcomp.unet, rcond, runcond, float(rsampler.get("guidance", 1.0)))
+        rschedule = make_schedule(rsampler)
+        rseq, rstart = img2img_plan(rsampler, float(rsampler.get("strength", 0.15)))
         noise = torch.randn(x.shape, generator=g).to(dtype)
-        xr = rs.start_noise(x, noise, rstrength)
+        xr = start_sample(x, noise, rstart, rschedule)
         if case.kind == "sdedit":
-            rinit = rs.start_noise(base, noise, rstrength) if sige else None
-            x, base_r = denoise_loop(rs, rmodel, xr, rplan, g, init=rinit, init_mode="sdedit", masks=masks,
-                                     block_grid=block_grid)  # fmt: skip
+            rinit = start_sample(base, noise, rstart, rschedule) if sige else None
+            x, base_r = sample(rmodel, rsampler, xr, rseq, g, init=rinit, masks=masks, block_grid=block_grid)
             base = base_r if base_r is not None else base
         else:
-            x, _ = denoise_loop(rs, rmodel, xr, rplan, g, init_mode="inpaint", x0=x0, keep=keep, masks=masks,
-                                block_grid=block_grid)  # fmt: skip
+            x, _ = sample(rmodel, rsampler, xr, rseq, g, x0=x0, keep=keep, masks=masks, block_grid=block_grid)
     if sige:
         comp.vae.decode(base / sf)
         dec.set_masks(dec_masks, block_grid=block_grid)
@@ -182,50 +302,52 @@ def run_pipeline(
     return img.float().clamp(-1, 1)
 
 
-def save_image(img: torch.Tensor, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = ((img[0].permute(1, 2, 0).cpu().numpy() + 1.0) * 127.5).round().clip(0, 255).astype(np.uint8)
-    Image.fromarray(arr).save(path)
-    return path
-
-
-def generate(cfg: Mapping[str, Any]) -> dict[str, Any]:
+def generate(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Entry of ``task=generate`` (called with the whole composed config as a plain dict)."""
-    model_cfg, edit = cfg["model"], cfg["edit"]
-    p = {**PIPELINE_DEFAULTS, **(model_cfg.get("pipeline") or {})}
-    weights = cfg.get("weights")
-    if not weights:
+    from sigebench.config import plain
+    from sigebench.jobs import compose_job
+
+    model_cfg, edit, task = cfg["model"], cfg["edit"], cfg["task"]
+    weights = resolve_weights(cfg.get("weights"), model_cfg.get("checkpoint"), model_cfg["name"])
+    if weights is None:
         raise FileNotFoundError(
             f"task=generate needs the {model_cfg['name']} checkpoint ({model_cfg.get('checkpoint')}, listed in "
-            "datasets/sd_checkpoints.yaml): pass weights=PATH; nothing is downloaded at run time"
+            "datasets/sd_checkpoints.yaml): pass weights=PATH (or weights=pretrained with the file in SIGE_DATA); "
+            "random weights make no image"
         )
+    variants = list(task.get("variants") or ["sige"])
+    bad = [v for v in variants if v not in ("original", "sige")]
+    if bad:
+        raise ValueError(f"task.variants for the SD / SDXL models: original and/or sige, got {bad}")
     dtype = getattr(torch, cfg.get("dtype", "float32"))
     size = tuple(model_cfg.get("image_size", (512, 1024)))
-    case = load_edit(edit, size)  # type: ignore[arg-type]
-    prompt = p["prompt"] or case.meta.get("prompt") or edit.get("prompt")
+    case = load_case(edit, size)  # type: ignore[arg-type]
+    prompt = task.get("prompt") or case.meta.get("prompt")
     if not prompt:
-        raise ValueError("no prompt: set model.pipeline.prompt=... (the edit config has none)")
-    seed = p["seed"] if p["seed"] is not None else (edit.get("seed") or 0)
-    sampling = dict(model_cfg.get("sampling") or {})
-    if model_cfg["name"].startswith("sdxl") and "inpaint_strength" not in sampling:
-        sampling["inpaint_strength"] = 0.8 if sampling.get("sampler") != "euler_ancestral" else 1.0
+        raise ValueError("no prompt: set task.prompt=... (the edit config has none)")
+    seed = int(task["seed"] if task.get("seed") is not None else (edit.get("seed") or 0))
+    sampler_cfg = dict(model_cfg["sampler"])
     reader = CheckpointReader(weights)
-    cond, uncond = encode_text(model_cfg, reader, prompt, p["negative_prompt"], size, dtype)
-    if float(sampling.get("guidance", 1.0)) == 1.0:
+    negative = task.get("negative_prompt") or ""
+    cond, uncond = encode_text(model_cfg, reader, prompt, negative, size, dtype)
+    if float(sampler_cfg.get("guidance", 1.0)) == 1.0:
         uncond = None  # turbo: no classifier-free guidance (batch 1)
     comp = build_components(model_cfg, reader, dtype)
     refine = None
-    if p["refiner_weights"]:
-        import yaml
-
-        rcfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs/model/sdxl_refiner.yaml").read_text())
+    if task.get("refiner_weights"):
+        rcfg = plain(compose_job(["model=sdxl_refiner"]))["model"]
         rcfg["text"]["tokenizer"] = (model_cfg.get("text") or {}).get("tokenizer")
-        rreader = CheckpointReader(p["refiner_weights"])
-        rc, ru = encode_text(rcfg, rreader, prompt, p["negative_prompt"], size, dtype)
-        refine = (build_components(rcfg, rreader, dtype), rc, ru, rcfg["sampling"])
-    img = run_pipeline(comp, case, cond, uncond, sampling, seed, bool(p["sige"]), p["block_grid"], refine)
-    variant = "sige" if p["sige"] else "original"
-    out = save_image(img, Path(p["out_dir"]) / model_cfg["name"] / f"{case.name}-{variant}-seed{seed}.png")
-    print(f"wrote {out}")
-    return {"image": str(out), "seed": seed, "prompt": prompt, "variant": variant}
+        rreader = CheckpointReader(task["refiner_weights"])
+        rc, ru = encode_text(rcfg, rreader, prompt, negative, size, dtype)
+        refine = (build_components(rcfg, rreader, dtype), rc, ru, rcfg["sampler"])
+    rows = []
+    for variant in variants:
+        img = run_pipeline(comp, case, cond, uncond, sampler_cfg, seed, variant == "sige",
+                           task.get("block_grid", "original"), refine)  # fmt: skip
+        out = (
+            Path(task.get("out_dir", "results/generate")) / model_cfg["name"] / f"{case.name}-{variant}-seed{seed}.png"
+        )
+        save_image(img, out)
+        print(f"wrote {out}")
+        rows.append({"image": str(out), "seed": seed, "prompt": prompt, "variant": variant})
+    return rows

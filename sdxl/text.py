@@ -21,8 +21,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sige.nn.blocks import timestep_embedding
+
 from .checkpoint import CheckpointError, CheckpointReader
-from .unet import timestep_embedding
 
 CONTEXT_LEN = 77
 SOT, EOT = 49406, 49407
@@ -166,4 +167,4 @@ def load_openclip(reader: CheckpointReader, prefix: str, dtype=torch.float32) ->
 def size_embedding(values: Sequence[float], batch: int, dim: int = 256) -> torch.Tensor:
     """``ConcatTimestepEmbedderND``: one sinusoidal embedding of ``dim`` per value, concatenated -> ``[B, n*dim]``."""
     v = torch.tensor([float(x) for x in values])
-    return timestep_embedding(v, dim).reshape(1, -1).expand(batch, -1)
+    return timestep_embedding(v, dim, True, 0.0).reshape(1, -1).expand(batch, -1)

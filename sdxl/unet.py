@@ -1,8 +1,9 @@
 """The latent-diffusion UNet (SD 1.4, SDXL base / turbo / refiner), written once, dense or sparse.
 
-Parameter names are the CompVis / Stability ones (``time_embed.0``, ``label_emb.0.0``, ``input_blocks.N.M``,
-``middle_block.M``, ``output_blocks.N.M``, ``out.0``; ResBlocks ``in_layers.0/2``, ``emb_layers.1``,
-``out_layers.0/3``, ``skip_connection``), so the original checkpoints load by key (see sdxl.checkpoint).
+Module names are the CompVis / Stability ones (``time_embed.0``, ``label_emb.0.0``, ``input_blocks.N.M``,
+``middle_block.M``, ``output_blocks.N.M``, ``out.0``). ResBlocks and downsamplers are the engine's
+(:mod:`sige.nn.blocks`); :mod:`sdxl.checkpoint` maps their ldm keys (``in_layers.0/2``, ``emb_layers.1``,
+``out_layers.0/3``, ``skip_connection``, ``op``) onto them, so the original checkpoints load unchanged.
 
 Sparse placement follows the SIGE reference: every input/output ResBlock, down- and up-sampler and
 transformer is sparse at every latent resolution; the middle ResBlocks are plain dense blocks that
@@ -16,125 +17,21 @@ engine's profile mode did.
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from sige.nn import Gather, Scatter, ScatterGather, ScatterWithBlockResidual, SIGEConv2d, SIGEModel, SIGEModule
-from sige.nn.attention import SpatialTransformer, group_norm_frozen
-from sige.nn.blocks import FrozenStats, Upsample
+from sige.nn import SIGEModel
+from sige.nn.attention import SpatialTransformer
+from sige.nn.blocks import Downsample, ResBlock, Upsample, timestep_embedding
 
 from .config import UNetConfig
 
 
-def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
-    """Sinusoidal embedding ``[cos | sin]`` of ``t`` (any float values), ``[B] -> [B, dim]``."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
-    args = t[:, None].float() * freqs[None]
-    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-    if dim % 2:
-        emb = F.pad(emb, (0, 1))
-    return emb
-
-
-class ResBlock(FrozenStats):
-    """GroupNorm -> SiLU -> conv3x3 -> (+ emb) -> GroupNorm -> SiLU -> conv3x3, plus skip (1x1 when channels change).
-
-    ``sparse``: Gather/ScatterGather/Scatter around the convs, statistics frozen in the full pass.
-    ``frozen=False`` (with ``sparse=False``): a plain dense block that recomputes its statistics on every
-    call, as the reference's middle ResBlocks do.
-    """
-
-    def __init__(
-        self,
-        channels: int,
-        emb_channels: int,
-        out_channels: int | None = None,
-        num_groups: int = 32,
-        sparse: bool = True,
-        frozen: bool = True,
-        dropout: float = 0.0,
-        main_block_size: int = 6,
-        shortcut_block_size: int = 4,
-    ):
-        super().__init__()
-        if sparse and not frozen:
-            raise ValueError("a sparse ResBlock needs frozen statistics")
-        out = out_channels or channels
-        self.channels, self.out_channels = channels, out
-        conv = SIGEConv2d if sparse else nn.Conv2d
-        self.in_layers = nn.Sequential(nn.GroupNorm(num_groups, channels), nn.SiLU(), conv(channels, out, 3, padding=1))
-        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_channels, out))
-        self.out_layers = nn.Sequential(
-            nn.GroupNorm(num_groups, out), nn.SiLU(), nn.Dropout(dropout), conv(out, out, 3, padding=1)
-        )
-        self.skip_connection = nn.Identity() if out == channels else conv(channels, out, 1)
-        self.sparse, self.frozen_stats = sparse, frozen
-        if sparse:
-            self.main_gather = Gather(self.in_layers[2], main_block_size, activation_name="swish")
-            self.scatter_gather = ScatterGather(self.main_gather, activation_name="swish")
-            if out != channels:
-                self.shortcut_gather = Gather(self.skip_connection, shortcut_block_size)
-                self.scatter = ScatterWithBlockResidual(self.main_gather, self.shortcut_gather)
-            else:
-                self.scatter = Scatter(self.main_gather)
-
-    def cache_nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for pair in self.stats.values() for st in pair for t in st)
-
-    def _skip(self, x: torch.Tensor) -> torch.Tensor:
-        if self.out_channels == self.channels:
-            return x
-        return self.skip_connection(self.shortcut_gather(x) if self.sparse else x)
-
-    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        if self.mode == "full" or not self.frozen_stats:
-            return self._full(x, emb)
-        (s1, b1), (s2, b2) = self.frozen()
-        if not self.sparse:  # dense with the original's statistics
-            h = self.in_layers[2](F.silu(x * s1 + b1))
-            h = self.out_layers[3](F.silu(h * s2 + b2))
-            return h + self._skip(x)
-        h = self.in_layers[2](self.main_gather(x, s1, b1))
-        h = self.out_layers[3](self.scatter_gather(h, s2, b2))
-        return self.scatter(h, self._skip(x))
-
-    def _full(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
-        h = self.main_gather(x) if self.sparse else x
-        h, st1 = group_norm_frozen(h, self.in_layers[0])
-        h = self.in_layers[2](F.silu(h))
-        if self.sparse:
-            h = self.scatter_gather(h)  # caches conv1's output (before the embedding is added)
-        e = self.emb_layers(emb)[:, :, None, None]
-        h, st2 = group_norm_frozen(h + e, self.out_layers[0])
-        if self.frozen_stats:
-            if st1 is None or st2 is None:
-                self.stats.pop(self.cache_id, None)
-            else:  # norm(h + e) = h*s + (b + e*s): fold the embedding into the frozen shift
-                self.stats[self.cache_id] = (st1, (st2[0], st2[1] + e * st2[0]))
-        h = self.out_layers[3](self.out_layers[2](F.silu(h)))
-        skip = self._skip(x)
-        return self.scatter(h, skip) if self.sparse else h + skip
-
-
-class Downsample(SIGEModule):
-    """3x3 stride-2 conv with symmetric padding 1 (the UNet downsampler, parameter ``op``)."""
-
-    def __init__(self, channels: int, sparse: bool = True, block_size: int = 5):
-        super().__init__()
-        self.op = (SIGEConv2d if sparse else nn.Conv2d)(channels, channels, 3, stride=2, padding=1)
-        self.sparse = sparse
-        if sparse:
-            self.gather = Gather(self.op, block_size)
-            self.scatter = Scatter(self.gather)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.sparse:
-            return self.op(x)
-        return self.scatter(self.op(self.gather(x)))
+def res_block(cin: int, cout: int, emb: int, cfg: UNetConfig, sparse: bool, frozen: bool = True) -> ResBlock:
+    """ldm's ResBlock as the engine's: GroupNorm eps 1e-5, SiLU counted 0 (``nn.SiLU``); its ``in_layers`` /
+    ``emb_layers`` / ``out_layers`` / ``skip_connection`` keys are mapped by :mod:`sdxl.checkpoint`."""
+    return ResBlock(cin, cout, emb, cfg.num_groups, 1e-5, sparse, cfg.blocks.main, cfg.blocks.shortcut,
+                    frozen_stats=frozen, swish="silu")  # fmt: skip
 
 
 class TimestepSequential(nn.ModuleList):
@@ -167,7 +64,7 @@ class UNet(SIGEModel):
             )
 
         def res(cin: int, cout: int) -> ResBlock:
-            return ResBlock(cin, emb_dim, cout, cfg.num_groups, sp, True, 0.0, bs.main, bs.shortcut)
+            return res_block(cin, cout, emb_dim, cfg, sp)
 
         def transformer(ch: int, depth: int, sparse: bool) -> SpatialTransformer:
             heads, dim_head = cfg.heads(ch)
@@ -189,14 +86,14 @@ class UNet(SIGEModel):
                 self.input_blocks.append(TimestepSequential(layers))
                 chans.append(ch)
             if level != levels - 1:
-                self.input_blocks.append(TimestepSequential([Downsample(ch, sp, bs.down)]))
+                self.input_blocks.append(TimestepSequential([Downsample(ch, sp, bs.down, padding="symmetric")]))
                 chans.append(ch)
                 ds *= 2
         self.middle_block = TimestepSequential(
             [
-                ResBlock(ch, emb_dim, ch, cfg.num_groups, sparse=False, frozen=False),
+                res_block(ch, ch, emb_dim, cfg, sparse=False, frozen=False),
                 transformer(ch, cfg.middle_depth, sp and cfg.sparse_middle_transformer),
-                ResBlock(ch, emb_dim, ch, cfg.num_groups, sparse=False, frozen=False),
+                res_block(ch, ch, emb_dim, cfg, sparse=False, frozen=False),
             ]
         )
         self.output_blocks = nn.ModuleList()
@@ -238,7 +135,7 @@ class UNet(SIGEModel):
             raise ValueError(f"this UNet takes {need}")
         if timesteps.dim() == 0:
             timesteps = timesteps.expand(int(x.shape[0]))
-        emb = self.time_embed(timestep_embedding(timesteps, self.cfg.model_channels))
+        emb = self.time_embed(timestep_embedding(timesteps, self.cfg.model_channels, True, 0.0))
         if self.label_emb is not None:
             emb = emb + self.label_emb(y)
         hs = []

@@ -21,15 +21,8 @@ from sige.nn.blocks import Downsample, ResBlock, Upsample, swish
 from .config import VAEConfig
 
 
-class _ResBlock(ResBlock):
-    """The engine's ResBlock; ``cache_nbytes`` walks its nested (scale, shift) pairs (the engine's flat sum fails)."""
-
-    def cache_nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for pair in self.stats.values() for st in pair for t in st)
-
-
 def _res(cfg: VAEConfig, cin: int, cout: int) -> ResBlock:
-    return _ResBlock(
+    return ResBlock(
         cin, cout, temb_channels=0, num_groups=cfg.num_groups, eps=1e-6, sparse=cfg.sparse,
         main_block_size=cfg.blocks.main, shortcut_block_size=cfg.blocks.shortcut,
     )  # fmt: skip

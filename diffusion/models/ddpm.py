@@ -10,7 +10,7 @@ are plain dense layers.
 The module names are those of the original (unfused) checkpoint: ``temb.dense.{0,1}``, ``conv_in``,
 ``down.{i}.block.{j}.{norm1,conv1,temb_proj,norm2,conv2,nin_shortcut}``, ``down.{i}.attn.{j}``,
 ``down.{i}.downsample.conv``, ``mid.{block_1,attn_1,block_2}``, ``up.{i}.{block,attn,upsample}``,
-``norm_out``, ``conv_out``; attention uses the fused ``qkv`` conv. :mod:`diffusion.checkpoints` maps
+``norm_out``, ``conv_out``; attention has ``q``, ``k``, ``v`` convs. :mod:`diffusion.checkpoints` maps
 both released layouts onto it.
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from diffusion.models.common import AttnBlock, PyramidUNet
+from diffusion.models.common import PyramidUNet, attn_block
 from sige.nn.blocks import Downsample, ResBlock, Upsample
 
 
@@ -65,7 +65,7 @@ class DDPMUNet(PyramidUNet):
         self._build(
             ch, ch_mult, num_res_blocks, attn_resolutions, resolution, 4 * ch, in_ch, out_ch, num_groups,
             block=lambda cin, cout, res: res_block(cin, cout, res >= threshold),
-            attn=lambda c: AttnBlock(c, num_groups=num_groups),
+            attn=lambda c: attn_block(c, None, num_groups),
             downsample=lambda c, res: Downsample(c, sparse=res >= threshold, block_size=stride2_block(main_block_size)),
             upsample=lambda cin, cout, res: Upsample(cin, sparse=sparse_upsample, block_size=main_block_size),
             mid_block=lambda cin, cout, res: res_block(cin, cout, False),  # the middle stays dense, as in the port

@@ -1,9 +1,10 @@
-"""The engine's worked example: a 16->32 3x3 conv at 256x256 with the paper's example mask.
+"""The engine's worked example: a 16->32 3x3 conv at 256x256 (Gather block 6 -> conv -> Scatter).
 
-    python -m sige.example [--mask PATH] [--device cpu|cuda] [--json]
+    python -m sige.example --mask PATH [--device cpu|cuda] [--json]
 
-Prints the dense and sparse MACs (the paper's 301.99 M and 57.73 M on the original block grid;
-ours without the blocks that fall outside the map), the max |sparse - dense| error, and the
+``PATH`` is a bool ``[H, W]`` ``.npy`` mask; with the paper's example mask (``assets/mask.npy`` of the
+original repository) it prints the paper's 301.99 M dense and 57.73 M sparse MACs on the original block
+grid (and ours without the blocks that fall outside the map), the max |sparse - dense| error and the
 dense/sparse latency. Weights are random (MACs and latency do not depend on them).
 """
 
@@ -40,13 +41,15 @@ class ExampleModel(SIGEModel):
         return self.example_module(x)
 
 
-def load_example_mask(path: str | None = None) -> np.ndarray:
-    """The paper's example mask (``engine/mask.npy`` of the example edits), fetched or from the mirror."""
-    if path is None:
-        from sige.data import data_path
-
-        path = str(data_path("example_edits", "engine/mask.npy"))
-    return np.load(path)
+def load_mask(path: str) -> np.ndarray:
+    """A bool ``[H, W]`` mask from a ``.npy`` file, with errors that name the file."""
+    try:
+        mask = np.load(path)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"--mask {path}: cannot read a .npy mask ({type(e).__name__}: {e})") from None
+    if mask.ndim != 2:
+        raise SystemExit(f"--mask {path}: expected a 2-D [H, W] mask, got shape {mask.shape}")
+    return mask.astype(bool)
 
 
 @torch.no_grad()
@@ -83,11 +86,13 @@ def run(mask: np.ndarray, device: str = "cpu", seed: int = 0, timing: bool = Tru
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--mask", help="path of a bool [H, W] .npy mask (default: the paper's example mask)")
+    parser.add_argument(
+        "--mask", required=True, help="path of a bool [H, W] .npy mask (e.g. the paper's assets/mask.npy)"
+    )
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args(argv)
-    r = run(load_example_mask(args.mask), args.device)
+    r = run(load_mask(args.mask), args.device)
     if args.json:
         print(json.dumps(r))
     else:
@@ -106,69 +111,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def efficiency(
-    model_cfg: dict,
-    edit: dict,
-    component: str | None,
-    variants: list[str],
-    timing,
-    device: str,
-    dtype: torch.dtype,
-    weights: str | None = None,
-) -> list[dict]:
-    """Benchmark-contract rows for the example conv (random weights) on a mask edit."""
-    from sige.bench import measure_variants
-    from sige.data import data_path
-    from sige.edits import synthetic_stroke_mask
-
-    H, W = model_cfg.get("resolution", (256, 256))
-    if edit["kind"] == "mask":
-        mask = np.load(data_path(edit["manifest"], edit["mask"]))
-    elif edit["kind"] == "synthetic":
-        mask = synthetic_stroke_mask(H, W, float(edit["area"]), int(edit["seed"]))
-    elif edit["kind"] == "custom" and edit.get("mask"):
-        mask = np.load(edit["mask"])
-    else:
-        raise ValueError(f"the engine example needs a mask edit (engine_example, synthetic, custom with mask=...), "
-                         f"got {edit['name']!r}")  # fmt: skip
-    if weights:
-        raise ValueError("the engine example has no checkpoint; it always runs with random weights")
-    m = torch.from_numpy(mask).bool().to(device)
-    gen = torch.Generator().manual_seed(0)
-    original = torch.randn(1, 16, *m.shape, generator=gen).to(device, dtype)
-    edited = original + (torch.randn(1, 16, *m.shape, generator=gen).to(device, dtype) * m)
-    model = ExampleModel().to(device, dtype).eval()
-    rows = measure_variants(model, (original,), (edited,), {tuple(m.shape): m}, variants, timing, device)
-    for r in rows:
-        r["edited_fraction"] = round(float(m.float().mean()), 6)
-    return rows
-
-
-@torch.no_grad()
-def panel(cfg: dict) -> dict:
-    """Images for the qualitative figure: channel 0 of the input and output activations (random weights)."""
-    from sige.bench import active_tiles_mask
-
-    mask = load_example_mask()
-    m = torch.from_numpy(mask)
-    gen = torch.Generator().manual_seed(0)
-    original = torch.randn(1, 16, *m.shape, generator=gen)
-    edited = original + torch.randn(1, 16, *m.shape, generator=gen) * m
-    model = ExampleModel().eval()
-    dense = model(edited).clone()
-    model(original)
-    model.set_masks({tuple(m.shape): m})
-    model.set_mode("sparse")
-    sparse = model(edited)
-    return {
-        "title": "engine example: 16->32 3x3 conv, channel 0 (random weights)",
-        "weights": "random",
-        "original": original[0, 0].numpy(),
-        "edited": edited[0, 0].numpy(),
-        "dense": dense[0, 0].numpy(),
-        "sparse": sparse[0, 0].numpy(),
-        "mask": mask,
-        "blocks": active_tiles_mask(model.example_module.gather).numpy(),
-    }

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import sige.data.download as download
+import sigebench.data.download as download
 
 
 @dataclass
@@ -125,7 +125,9 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fail the test on any urllib request."""
 
+    import requests
+
     def boom(*args: object, **kwargs: object) -> None:
         raise AssertionError(f"unexpected network access: {args[0] if args else kwargs}")
 
-    monkeypatch.setattr(download.urllib.request, "urlopen", boom)
+    monkeypatch.setattr(requests, "get", boom)

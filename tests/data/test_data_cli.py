@@ -1,4 +1,4 @@
-"""The ``python -m sige.data`` command line."""
+"""The ``python -m sigebench.data`` command line."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sige.data.__main__ import main
+from sigebench.data.__main__ import main
 
 from ._helpers import sha256, write_manifest
 
@@ -45,9 +45,9 @@ def test_download_error_is_one_line(tmp_path, monkeypatch, capsys):
 
 
 def test_module_entry_point_exits_nonzero_without_traceback(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO / "engine"), "SIGE_MANIFESTS": str(tmp_path)}
+    env = {**os.environ, "SIGE_MANIFESTS": str(tmp_path)}
     r = subprocess.run(
-        [sys.executable, "-m", "sige.data", "fetch", "nope"], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "sigebench.data", "fetch", "nope"], env=env, capture_output=True, text=True, timeout=60
     )
     assert r.returncode == 1
     assert "Traceback" not in r.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import shutil
 import socket
 import zipfile
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sige.data import ChecksumError, DownloadError, data_path, fetch, fetch_item, item_status, load_manifest
+from sigebench.data import ChecksumError, DownloadError, data_path, fetch, fetch_item, item_status, load_manifest
 
 from ._helpers import md5, sha256, write_manifest
 
@@ -71,7 +72,10 @@ def test_drop_once_is_resumed_within_one_fetch(tmp_path, server):
     server.state.drop = 1
     fetch(m, root=tmp_path / "data", quiet=True)
     ranges = server.ranges("files/blob.bin")
-    assert ranges[0] is None and ranges[1] == f"bytes={len(PAYLOAD) // 2}-"
+    # the retry resumes where the stored bytes end (the server broke off after half; the HTTP client keeps
+    # whole 64 KiB reads of what arrived)
+    assert ranges[0] is None and ranges[1].startswith("bytes=")
+    assert len(PAYLOAD) // 4 <= int(ranges[1][6:-1]) <= len(PAYLOAD) // 2
     assert (tmp_path / "data" / "t" / "blob" / "blob.bin").read_bytes() == PAYLOAD
 
 
@@ -301,10 +305,11 @@ def test_mirror_with_archive_file(tmp_path, server, no_network):
     assert (mirror / "pack.zip").exists()
 
 
-SHARED = Path("/work/shared/data")
+# the mirror CI sets (captured before the fixtures clear it); the test needs a local folder
+SHARED = Path(os.environ.get("SIGE_DATA_MIRROR") or "/nonexistent")
 
 
-@pytest.mark.skipif(not (SHARED / "edits" / "engine" / "mask.npy").is_file(), reason="no shared data mirror here")
+@pytest.mark.skipif(not (SHARED / "edits" / "engine" / "mask.npy").is_file(), reason="SIGE_DATA_MIRROR is not set")
 def test_real_shared_mirror_serves_example_edits(tmp_path, no_network, monkeypatch):
     monkeypatch.setenv("SIGE_DATA_MIRROR", str(SHARED))
     p = data_path("example_edits", "engine/mask.npy")

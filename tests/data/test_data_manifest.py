@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
-from sige.data import ManifestError, list_manifests, load_manifest, manifest_dir
+from sigebench.data import ManifestError, list_manifests, load_manifest, manifest_dir
 
 from ._helpers import sha256, write_manifest
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED_EDITS = Path("/work/shared/data/edits")
+SHARED_EDITS = Path(os.environ.get("SIGE_DATA_MIRROR") or "/nonexistent") / "edits"  # the mirror CI sets
 
 
 def test_manifest_dir_is_repo_datasets():

@@ -36,13 +36,12 @@ def sinusoid(t, dim):
 
 def attn(a, x):
     h = gn(a.norm, x)
-    qkv = conv(a.qkv, h)
     B, C, H, W = x.shape
     heads = a.heads
     d = C // heads
-    q = qkv[:, :C].reshape(B * heads, d, H * W).permute(0, 2, 1)
-    k = qkv[:, C : 2 * C].reshape(B * heads, d, H * W)
-    v = qkv[:, 2 * C :].reshape(B * heads, d, H * W)
+    q = conv(a.q, h).reshape(B * heads, d, H * W).permute(0, 2, 1)
+    k = conv(a.k, h).reshape(B * heads, d, H * W)
+    v = conv(a.v, h).reshape(B * heads, d, H * W)
     w = F.softmax(torch.bmm(q, k) * (d**-0.5), dim=2).permute(0, 2, 1)
     return x + conv(a.proj_out, torch.bmm(v, w).reshape(B, C, H, W))
 

@@ -152,8 +152,8 @@ def test_unfused_checkpoint_with_ema_loads_by_its_keys(tmp_path):
     torch.save({"model": raw, "ema": ema}, tmp_path / "unfused.pth")
     model = tiny_ddpm()
     assert load_ddpm(model, tmp_path / "unfused.pth") == "unfused"
-    a = model.mid.attn_1.qkv.weight
-    torch.testing.assert_close(a, torch.cat([ema[f"mid.attn_1.{n}.weight"] for n in "qkv"]), rtol=0, atol=0)
+    for n in "qkv":
+        torch.testing.assert_close(getattr(model.mid.attn_1, n).weight, ema[f"mid.attn_1.{n}.weight"], rtol=0, atol=0)
     torch.testing.assert_close(model.up[1].block[0].temb_proj.bias, ema["up.1.block.0.temb_proj.bias"], rtol=0, atol=0)
     model2 = tiny_ddpm()
     load_ddpm(model2, tmp_path / "unfused.pth", use_ema=False)
@@ -219,7 +219,14 @@ def test_pd_checkpoint_loads_and_other_resolutions_are_refused(tmp_path):
     torch.save({"model": sd}, tmp_path / "pd.pth")
     model = tiny_pd()
     load_pd(model, tmp_path / "pd.pth")
-    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == keys
+    split = {}  # the checkpoint's fused qkv convs are the model's q, k, v convs
+    for k, shape in keys.items():
+        if ".qkv." in k:
+            split.update({k.replace(".qkv.", f".{n}."): (shape[0] // 3, *shape[1:]) for n in "qkv"})
+        else:
+            split[k] = shape
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == split
+    torch.testing.assert_close(model.mid.attn_1.k.weight, sd["mid.attn_1.qkv.weight"].chunk(3)[1], rtol=0, atol=0)
     torch.testing.assert_close(model.down[0].downsample.temb_proj.weight, sd["down.0.downsample.temb_proj.weight"])
     deeper = tiny_pd(ch_mult=(1, 1, 2))  # a "256" variant of the tiny config: one level more
     with pytest.raises(CheckpointError, match=r"missing keys: down\.1\.downsample.*shape mismatches"):
@@ -227,13 +234,16 @@ def test_pd_checkpoint_loads_and_other_resolutions_are_refused(tmp_path):
 
 
 def test_pretrained_weights_that_cannot_be_fetched_say_what_to_download(tmp_path, monkeypatch):
-    from diffusion.checkpoints import resolve_weights
+    from sigebench.weights import resolve_weights
 
     (tmp_path / "mirror").mkdir()
     monkeypatch.setenv("SIGE_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("SIGE_DATA_MIRROR", str(tmp_path / "mirror"))
-    with pytest.raises(FileNotFoundError, match=r"(?s)church128-pd-unet\.pth.*cs\.cmu\.edu.*8a2690eb.*weights=/path"):
-        resolve_weights("pretrained", "church128-pd-unet.pth")
-    with pytest.raises(ValueError, match="no released checkpoint"):
+    item = {"manifest": "diffusion_checkpoints", "item": "church128-pd-unet.pth"}
+    with pytest.raises(FileNotFoundError, match=r"(?s)church128-pd-unet\.pth.*cs\.cmu\.edu.*8a2690eb.*weights=PATH"):
+        resolve_weights("pretrained", item)
+    with pytest.raises(FileNotFoundError, match="no released checkpoint"):
         resolve_weights("pretrained", None)
-    assert resolve_weights(None, "x") is None
+    with pytest.raises(FileNotFoundError, match="weights='nope.pth': no such file"):
+        resolve_weights("nope.pth", item)
+    assert resolve_weights(None, item) is None and resolve_weights("random", item) is None

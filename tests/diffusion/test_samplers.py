@@ -5,19 +5,15 @@ import math
 import pytest
 import torch
 
-from diffusion.samplers import (
-    DiscreteSchedule,
-    PDSchedule,
-    ddim,
-    ddpm,
-    dpm_solver_pp,
-    pd_sampler,
-    q_sample,
-    sampling_sequence,
-)
 from diffusion.sdedit import EditSession, sdedit
+from sigebench.samplers import ddim, ddpm, dpm_solver_pp, euler_ancestral, pd_sampler
+from sigebench.schedules import DiscreteSchedule, PDSchedule, q_sample, timesteps
 
 from .reference import tiny_ddpm, tiny_pd
+
+
+def sampling_sequence(noise_level, steps):
+    return timesteps("uniform", steps, noise_level=noise_level)
 
 
 def oracle_eps(x0, schedule):
@@ -44,6 +40,8 @@ def test_sampling_sequences_follow_the_reference():
         (ddpm, {}),
         (dpm_solver_pp, {"time_shift": 0}),
         (dpm_solver_pp, {"order": 3, "time_shift": 0}),
+        (euler_ancestral, {}),
+        (euler_ancestral, {"eta": 0.0}),
     ],
 )
 def test_an_exact_denoiser_recovers_the_data(sampler, kwargs):
@@ -54,6 +52,24 @@ def test_an_exact_denoiser_recovers_the_data(sampler, kwargs):
     x = q_sample(x0, seq[-1], e, sch)
     out = sampler(oracle_eps(x0, sch), x, seq, sch, generator=torch.Generator().manual_seed(1), **kwargs)
     torch.testing.assert_close(out, x0, atol=2e-4, rtol=1e-4)
+
+
+def test_latent_timesteps_follow_ldm_and_sgm():
+    assert timesteps("ldm", 50)[:3] == [1, 21, 41] and timesteps("ldm", 50)[-1] == 981
+    sgm = timesteps("sgm", 50)
+    assert len(sgm) == 50 and sgm[-1] == 999 and sgm == sorted(sgm)
+    assert timesteps("indices", 4, indices=[0, 100, 200, 300]) == [699, 799, 899, 999]
+    assert timesteps("indices", 2, indices=[0, 100, 200, 300]) == [899, 999]
+
+
+def test_ddim_to_alpha_bar_of_zero_recovers_the_data_there():
+    """ldm's DDIM ends on alpha_bar(0) (final_t=0): an oracle lands on q(x_0 | x0) with the same noise."""
+    sch = DiscreteSchedule(0.00085, 0.012, beta_schedule="scaled_linear", dtype="float64")
+    g = torch.Generator().manual_seed(0)
+    x0, e = torch.rand(1, 4, 8, 8, generator=g) * 2 - 1, torch.randn(1, 4, 8, 8, generator=g)
+    seq = timesteps("ldm", 10)
+    out = ddim(oracle_eps(x0, sch), q_sample(x0, seq[-1], e, sch), seq, sch, final_t=0)
+    torch.testing.assert_close(out, q_sample(x0, 0, e, sch), atol=1e-4, rtol=1e-4)
 
 
 def test_pd_sampler_with_an_exact_denoiser_recovers_the_data():

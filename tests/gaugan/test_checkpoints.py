@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from gaugan.checkpoints import CheckpointError, load_checkpoint, load_state_dict, pretrained_path, resolve_weights
+from gaugan.checkpoints import CheckpointError, load_checkpoint, load_state_dict
+from sigebench.weights import resolve_weights
 
 from .helpers import SUPERNET_EXTRA, original_state_dict, random_semantics, reference_forward, tiny
 
@@ -108,14 +109,13 @@ def test_mismatches_are_explained(tmp_path):
     with pytest.raises(CheckpointError, match="could not read"):
         load_checkpoint(tiny("gaugan"), tmp_path / "junk.pth")
     with pytest.raises(FileNotFoundError, match="no such file"):
-        resolve_weights(str(tmp_path / "missing.pth"), "gaugan")
-    assert resolve_weights(None, "gaugan") is None
+        resolve_weights(str(tmp_path / "missing.pth"), None)
+    assert resolve_weights(None, None) is None
 
 
 def test_missing_pretrained_weights_give_one_clear_message(tmp_path, monkeypatch):
     monkeypatch.setenv("SIGE_DATA", str(tmp_path))
     monkeypatch.setenv("SIGE_DATA_MIRROR", str(tmp_path / "empty-mirror"))
-    with pytest.raises(FileNotFoundError, match="pretrained weights fused_spade.pth are not available"):
-        pretrained_path("gaugan")
-    with pytest.raises(FileNotFoundError, match="config strings"):
-        pretrained_path("gan_compression", "8_8_8_8_8_8_8_8")
+    item = {"manifest": "gaugan_checkpoints", "item": "fused_spade.pth"}
+    with pytest.raises(FileNotFoundError, match=r"(?s)weights=pretrained needs fused_spade\.pth.*216677f8"):
+        resolve_weights("pretrained", item)

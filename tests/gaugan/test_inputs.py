@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from gaugan.data import CityscapesEditDataset, example_sample
+from gaugan.data import CityscapesEditDataset
+from gaugan.family import example_sample
 from gaugan.inputs import edit_masks, instance_edges, paint_stroke, semantics
 from gaugan.labels import COLORS, TRAIN_ID, colorize, to_train_ids
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gaugan.data import example_sample
+from gaugan.family import example_sample
 from gaugan.inputs import edit_masks, semantics
 from gaugan.models import build_generator
 from sige.profile import macs

@@ -1,19 +1,16 @@
 """DRN-D-105 (key layout, fixed upsampling), the mIoU arithmetic and the quality task's plumbing."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from gaugan.drn import DRNSeg, confusion, load_drn, miou, predict
-from sige.bench import read_rows
-from sige.tasks import model_task
+from sigebench.jobs import compose_job
+from sigebench.results import ResultsStore
+from sigebench.tasks import quality
 
 from .test_inputs import make_dataset
 
-CONFIGS = str(Path(__file__).resolve().parents[2] / "configs")
 TINY_DRN = {"layers": [1, 1, 1, 1, 1, 1, 1, 1], "channels": [4, 4, 4, 4, 4, 4, 8, 8]}
 
 
@@ -74,55 +71,61 @@ def test_confusion_and_miou():
 
 
 def compose_quality(tmp_path, *extra):
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        return compose("config", overrides=[
-            "task=quality", "model=gaugan_cityscapes", "edit=cityscapes_edit", f"edit.root={tmp_path / 'ds'}",
-            "model.ngf=2", "model.crop_size=64", "model.aspect_ratio=1", "threads=1",
-            f"model.quality_options.out_dir={tmp_path / 'q'}", f"model.quality_options.csv={tmp_path / 'q.csv'}",
-            *extra,
-        ])  # fmt: skip
+    return compose_job([
+        "task=quality", "model=gaugan_cityscapes", "edit=cityscapes_edit", f"edit.root={tmp_path / 'ds'}",
+        "model.ngf=2", "model.crop_size=64", "model.aspect_ratio=1", "threads=1",
+        f"task.out_dir={tmp_path / 'q'}", f"task.output={tmp_path / 'q.csv'}", *extra,
+    ])  # fmt: skip
 
 
-def test_quality_task_plumbing(tmp_path):
+@pytest.fixture
+def tiny_drn(tmp_path, monkeypatch):
+    """An untrained tiny DRN stands in for DRN-D-105 (the mIoU plumbing, not its value)."""
+    import gaugan.drn
+    import gaugan.family
+
+    monkeypatch.setattr(gaugan.family, "drn_weights", lambda given: tmp_path / "drn.pth")
+    monkeypatch.setattr(gaugan.drn, "load_drn", lambda path, device="cpu": DRNSeg(**TINY_DRN).eval())
+
+
+def test_quality_task_plumbing(tmp_path, tiny_drn):
     make_dataset(tmp_path / "ds", n=2)
     for p in (tmp_path / "ds").glob("*labels/*.npy"):  # 64x64 maps with two classes each
         a = np.load(p)
         np.save(p, np.pad(np.full((64, 32), a[0, 0]), ((0, 0), (0, 32)), constant_values=23))
     for p in (tmp_path / "ds").glob("*instances/*.npy"):
         np.save(p, np.full((64, 64), 1, np.int32))
-    # (FID is sige.metrics.fid on the folders; an Inception pass is too slow for a unit test)
-    cfg = compose_quality(tmp_path, "model.quality_options.metrics=[miou,psnr]",
-                          "+model.quality_options.allow_random_weights=true",
-                          "+model.quality_options.drn_arch.layers=[1,1,1,1,1,1,1,1]",
-                          "+model.quality_options.drn_arch.channels=[4,4,4,4,4,4,8,8]")  # fmt: skip
-    rows = model_task(cfg)
-    assert [(r["variant"], r["metric"]) for r in rows] == [
-        ("original_model", "miou"), ("sige", "miou"), ("sige", "psnr")]  # fmt: skip
+    # (FID is sigebench.metrics.fid on the folders; an Inception pass is too slow for a unit test)
+    rows = quality(compose_quality(tmp_path, "task.metrics=[miou,psnr]", "task.allow_random_weights=true"))
+    # no real photos in this set: PSNR compares with the dense generator only
+    assert [(r["variant"], r["metric"], r["reference"]) for r in rows] == [
+        ("sige", "psnr", "original"), ("original", "miou", "edited labels"), ("sige", "miou", "edited labels"),
+    ]  # fmt: skip
     assert all(r["count"] == 4 for r in rows)  # 2 rows x symmetric editing
-    assert 0 <= rows[0]["value"] <= 100 and rows[2]["value"] > 10
-    assert sorted(p.name for p in (tmp_path / "q" / "cityscapes_edit" / "sige").iterdir()) == [
+    assert rows[0]["value"] > 10 and 0 <= rows[1]["value"] <= 100 and rows[1]["random_weights"]
+    images = rows[0]["images"]
+    assert sorted(p.name for p in (tmp_path / "q" / "gaugan_cityscapes").glob("*/sige/*")) == [
         "1000_gt.png", "1000_synthetic.png", "1001_gt.png", "1001_synthetic.png"]  # fmt: skip
-    assert len(read_rows(tmp_path / "q.csv")) == 3
+    assert len(ResultsStore(tmp_path / "q.csv").rows()) == 3
     # mIoU inside the set's masks (images are reused)
     for i in range(2):
         np.save(tmp_path / "ds" / "masks" / f"{1000 + i}.npy", np.pad(np.ones((8, 8), bool), ((0, 56), (0, 56))))
-    cfg = compose_quality(tmp_path, "model.quality_options.metrics=[miou]", "model.quality_options.miou_masked=true",
-                          "+model.quality_options.allow_random_weights=true",
-                          "+model.quality_options.drn_arch.layers=[1,1,1,1,1,1,1,1]",
-                          "+model.quality_options.drn_arch.channels=[4,4,4,4,4,4,8,8]")  # fmt: skip
-    masked = model_task(cfg)
-    assert [r["masked"] for r in masked] == [True, True] and 0 < masked[0]["pixels"] < rows[0]["pixels"]
+    masked = quality(compose_quality(tmp_path, "task.metrics=[miou]", "task.masked=true",
+                                     "task.allow_random_weights=true"))  # fmt: skip
+    assert [r["masked"] for r in masked] == [True, True] and 0 < masked[0]["pixels"] < rows[1]["pixels"]
+    assert masked[0]["images"] == images
 
 
-def test_missing_weights_are_reported_together(tmp_path, monkeypatch):
+def test_missing_weights_and_random_weights_are_refused_up_front(tmp_path, monkeypatch):
+    from sigebench.config import ConfigError
+
     monkeypatch.setenv("SIGE_DATA", str(tmp_path / "data"))
     monkeypatch.setenv("SIGE_DATA_MIRROR", str(tmp_path / "no-mirror"))
     make_dataset(tmp_path / "ds", n=1)
-    cfg = compose_quality(tmp_path, "weights=pretrained", "model.quality_options.metrics=[miou,psnr]")
-    with pytest.raises(FileNotFoundError) as err:
-        model_task(cfg)
-    msg = str(err.value)
-    assert "generator weights" in msg and "fused_spade.pth" in msg and "DRN-D-105" in msg
-    cfg = compose_quality(tmp_path, "model.quality_options.metrics=[psnr]")
-    with pytest.raises(FileNotFoundError, match="random weights"):
-        model_task(cfg)
+    with pytest.raises(FileNotFoundError, match="fused_spade.pth"):
+        quality(compose_quality(tmp_path, "weights=pretrained", "task.metrics=[miou,psnr]"))
+    with pytest.raises(ConfigError, match="random weights"):
+        quality(compose_quality(tmp_path, "task.metrics=[psnr]"))
+    with pytest.raises(FileNotFoundError, match="DRN-D-105"):
+        quality(compose_quality(tmp_path, "task.metrics=[miou]", "task.allow_random_weights=true"))
+    assert not (tmp_path / "q").exists()

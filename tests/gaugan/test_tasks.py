@@ -1,22 +1,18 @@
 """The benchmark-contract commands on tiny configurations (random weights, timing off)."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 
-from sige.bench import read_rows
-from sige.tasks import efficiency, model_task
+from sigebench.config import ConfigError
+from sigebench.jobs import compose_job
+from sigebench.results import ResultsStore
+from sigebench.tasks import efficiency, generate
 
-CONFIGS = str(Path(__file__).resolve().parents[2] / "configs")
 TINY = ["model.ngf=2", "model.crop_size=64", "model.aspect_ratio=1", "timing.enabled=false", "force=true", "threads=1"]
 
 
 def run(task_overrides, tmp_path, fn=efficiency):
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        cfg = compose("config", overrides=[*task_overrides, f"output={tmp_path / 'eff.csv'}"])
-    return fn(cfg)
+    return fn(compose_job([*task_overrides, f"output={tmp_path / 'eff.csv'}"]))
 
 
 @pytest.mark.parametrize(
@@ -33,40 +29,37 @@ def test_efficiency_rows(model, edit, tmp_path):
     for r in rows:
         assert r["model"] == model and r["component"] == "generator" and r["weights"] == "random"
         assert 0.005 < r["edited_fraction"] < 0.05
-    written = read_rows(tmp_path / "eff.csv")
-    assert len(written) == 3 and written[1]["edited_fraction"] == str(rows[1]["edited_fraction"])
+    written = ResultsStore(tmp_path / "eff.csv").rows()
+    assert len(written) == 3 and written[1]["edited_fraction"] == rows[1]["edited_fraction"]
 
 
 def test_efficiency_rejects_other_edits_and_components(tmp_path):
-    with pytest.raises(ValueError, match="label maps"):
+    with pytest.raises(ConfigError, match="'engine_example' is not an edit of model 'gaugan_cityscapes'"):
         run(["task=efficiency", "model=gaugan_cityscapes", "edit=engine_example", *TINY], tmp_path)
-    with pytest.raises(ValueError, match="component"):
+    with pytest.raises(ConfigError, match="no component 'unet'; its components: generator"):
         run(["task=efficiency", "model=gaugan_cityscapes", "edit=cityscapes_example", "component=unet", *TINY],
             tmp_path)  # fmt: skip
+    assert not (tmp_path / "rows").exists()  # nothing was written
 
 
 def test_generate_writes_images_and_labels(tmp_path):
     out = tmp_path / "gen"
     records = run(["task=generate", "model=gaugan_cityscapes", "edit=cityscapes_example", *TINY,
-                   f"model.generate_options.out_dir={out}"], tmp_path, model_task)  # fmt: skip
+                   f"task.out_dir={out}"], tmp_path, generate)  # fmt: skip
     from PIL import Image
 
-    folder = out / "cityscapes_example"
-    for sub in ("original_model", "sige", "original_label", "edited_label"):
-        img = np.asarray(Image.open(folder / sub / "example_synthetic.png"))
-        assert img.shape == ((64, 64, 3) if sub in ("original_model", "sige") else (256, 512, 3)), sub
-    assert records[0]["name"] == "example_synthetic" and records[0]["weights"] == "random"
+    folder = out / "gaugan_cityscapes" / "cityscapes_example"
+    for sub in ("original", "sige", "original_label", "edited_label"):
+        img = np.asarray(Image.open(folder / sub / "cityscapes_example.png"))
+        assert img.shape == ((64, 64, 3) if sub in ("original", "sige") else (256, 512, 3)), sub
+    assert records[0]["name"] == "cityscapes_example" and records[0]["weights"] == "random"
 
 
 def test_panel_returns_float_outputs_and_tiles_covering_the_edit():
     """`make figures` panel: float outputs (8-bit images would make the difference map rounding noise)."""
-    from omegaconf import OmegaConf
+    from sigebench.figures import panel
 
-    from gaugan.tasks import panel
-
-    with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
-        cfg = OmegaConf.to_container(compose("config", overrides=["model=gan_compression_cityscapes"]).model)
-    p = panel(cfg)
+    p = panel(["model=gan_compression_cityscapes", "edit=cityscapes_example"])
     assert p["dense"].dtype == p["sparse"].dtype == np.float32 and p["dense"].shape == (3, 256, 512)
     assert p["blocks"].shape == p["mask"].shape == (256, 512) and not (p["mask"] & ~p["blocks"]).any()
     diff = np.abs(p["sparse"] - p["dense"]).max(axis=0)

@@ -1,26 +1,20 @@
-"""The reproduction harness on the engine example: sweep rows, resume, TABLE.md, figures."""
+"""The reproduction harness on the engine example: sweep rows, resume, TABLE.md, figures, quality preflight."""
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from sige.bench import read_rows
+from sigebench import figures, reproduce, reproduce_quality
+from sigebench.results import ResultsStore
+from sigebench.table import write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["timing.warmup=0", "timing.repeats=1", "variants=[original,sige]"]
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(ROOT / "scripts"))
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture
@@ -37,59 +31,53 @@ def jobs_file(tmp_path):
 
 
 def test_reproduce_table_writes_rows_resumes_and_sets_published_beside(tmp_path, jobs_file, capsys):
-    rt = load_script("reproduce_table")
     csv_path, table = tmp_path / "eff.csv", tmp_path / "TABLE.md"
     args = ["--jobs", str(jobs_file), "--output", str(csv_path), "--table", str(table), *FAST]
-    assert rt.main(args) == 0
-    rows = read_rows(csv_path)
+    assert reproduce.main(args) == 0
+    rows = ResultsStore(csv_path).rows()
     assert {(r["edit"], r["variant"]) for r in rows} == {
         ("engine_example", "original"), ("engine_example", "sige"),
         ("synthetic@0.012", "original"), ("synthetic@0.012", "sige"),
     }  # fmt: skip
     by = {(r["edit"], r["variant"]): r for r in rows}
-    assert by[("engine_example", "sige")]["macs"] == str(783 * 16 * 16 * 32 * 9)  # the paper's 57.73 M
+    assert by[("engine_example", "sige")]["macs"] == 783 * 16 * 16 * 32 * 9  # the paper's 57.73 M
     assert all(r["weights"] == "random" and r["settings_key"] and r["code_version"] for r in rows)
+    assert len(pd.read_csv(csv_path)) == 4  # the derived CSV
     text = table.read_text()
     assert "| engine_example_conv | conv | engine_example | 15.45% | sige | 0.057729 | 0.05773 | yes |" in text
     assert "| engine_example_conv | conv | engine_example | 15.45% | original | 0.301990 | 0.30199 | yes |" in text
 
     capsys.readouterr()
-    assert rt.main(args) == 0  # second run: same settings, code and machine -> rows reused
+    assert reproduce.main(args) == 0  # second run: same settings, code and machine -> rows reused
     out = capsys.readouterr().out
-    assert out.count('"reused": true') == 4
-    assert len(read_rows(csv_path)) == 4
+    reused = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    assert len(reused) == 4 and all(r["reused"] for r in reused)
+    assert all(isinstance(r["macs"], int) and isinstance(r["latency_ms"], float) for r in reused)  # numbers
+    assert len(ResultsStore(csv_path).rows()) == 4
 
-    assert rt.main([*args[:-3], "--force", *FAST, "--quick"]) == 0  # FORCE re-measures (quick subset only)
-    assert len(read_rows(csv_path)) == 6
+    assert reproduce.main([*args[:-3], "--force", *FAST, "--quick"]) == 0  # FORCE re-measures (quick subset only)
+    assert len(ResultsStore(csv_path).rows()) == 6
 
 
 def _row(model, component, edit, variant, macs, **extra):
-    base = dict(model=model, component=component, edit=edit, variant=variant, macs=str(macs), latency_ms="",
-                edited_fraction="0.02", device="cpu", threads="2", dtype="float32", backend="native",
+    base = dict(model=model, component=component, edit=edit, variant=variant, macs=macs, latency_ms=None,
+                edited_fraction=0.02, device="cpu", threads=2, dtype="float32", backend="native",
                 timestamp="2026-01-01T00:00:00")  # fmt: skip
     return {**base, **extra}
 
 
 def test_table_labels_matches_dense_only_links_and_fidelity(tmp_path):
-    import csv
-
-    table = load_script("table")
-    eff, pub, out = tmp_path / "eff.csv", tmp_path / "pub.csv", tmp_path / "TABLE.md"
+    pub, out = tmp_path / "pub.csv", tmp_path / "TABLE.md"
     m = "engine_example_conv"
-    rows = [
+    rows = pd.DataFrame.from_records([
         _row(m, "conv", "ex", "original", 3015_814_700_000, macs_with_fused_attention=3219_870_000_000),
         _row(m, "conv", "ex", "sige", 985_258_800_000, macs_with_fused_attention=1041_830_000_000,
-             psnr_vs_dense_db="41.5"),
+             psnr_vs_dense_db=41.5),
         _row(m, "conv", "ex2", "original", 1854_820_000_000),
         _row(m, "conv", "ex2", "sige", 100_000_000_000),
         _row(m, "conv", "ex3", "sige", 590_000_000_000),
         _row(m, "conv", "synthetic@0.1", "sige", 650_000_000_000),
-    ]  # fmt: skip
-    keys = sorted({k for r in rows for k in r})
-    with open(eff, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
+    ])  # fmt: skip
     pub.write_text(
         "# comment\nmodel,setting,edit,case,variant,macs_g,device,latency,latency_unit,quality_metric,quality\n"
         "pm,x,,c0,original,3015.82,a100,320,ms,,\n"
@@ -98,18 +86,13 @@ def test_table_labels_matches_dense_only_links_and_fidelity(tmp_path):
         "pm,x,0.3,,sige,800.5,a100,160,ms,,\n"
         "pm,x,0.1,,sige,700.5,a100,100,ms,,\n"
     )
-    jobs = [
-        {"overrides": ["model=engine_conv", "edit=ex"], "published": {"model": "pm", "case": "c0"}},
-        {"overrides": ["model=engine_conv", "edit=ex2"], "published": {"model": "pm", "case": "", "dense_only": True}},
-        {"overrides": ["model=engine_conv", "edit=ex3"], "published": {"model": "pm", "case": "c3"}},
-    ]
-    jobs.append(
-        {
-            "overrides": ["model=engine_conv", "edit=synthetic", "edit.area=0.1"],
-            "published": {"model": "pm", "case": ""},
-        }
-    )
-    text = table.write_table(eff, pub, out, jobs)
+    links = {
+        (m, "conv", "ex"): {"model": "pm", "case": "c0"},
+        (m, "conv", "ex2"): {"model": "pm", "case": "", "dense_only": True},
+        (m, "conv", "ex3"): {"model": "pm", "case": "c3"},
+        (m, "conv", "synthetic@0.1"): {"model": "pm", "case": ""},
+    }
+    text = write_table(rows, pub, out, links.items())
     # a synthetic edit sits beside the paper's edit of the same size, with that edit's published speedup
     assert "| synthetic@0.1 | 2.00% | sige | 650.00 | 700.5 | other edit |" in text and "A100 3.2x |" in text
     lines = {
@@ -124,48 +107,47 @@ def test_table_labels_matches_dense_only_links_and_fidelity(tmp_path):
     assert ("ex2", "2.00%", "original", "1854.820", "3015.82", "NO") in lines
     assert ("ex2", "2.00%", "sige", "100", "", "") in lines
     assert ("ex3", "2.00%", "sige", "590.000", "592.03", "NO") in lines
-    assert (
-        "| engine_example_conv | conv | ex | sige | 985.26 | 1041.83 | 41.5 |" in text
-    )  # both conventions and the PSNR
+    assert "| engine_example_conv | conv | ex | sige | 985.26 | 1041.83 | 41.5 |" in text  # both conventions, PSNR
+
+
+def run_py(*args, cwd):
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "run.py"), *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)  # fmt: skip
 
 
 def test_run_py_sweep_on_the_basic_and_joblib_launchers(tmp_path):
     out = tmp_path / "sweep.csv"
-    base = [sys.executable, str(ROOT / "scripts" / "run.py"), "-m", "task=efficiency", "model=engine_conv",
-            "edit=synthetic", "edit.area=0.005,0.05", f"output={out}", f"hydra.sweep.dir={tmp_path / 'multirun'}",
-            *FAST]  # fmt: skip
-    subprocess.run(base, check=True, capture_output=True, text=True, cwd=tmp_path)
-    subprocess.run([*base, "hydra/launcher=joblib_local", "force=true"], check=True, capture_output=True, cwd=tmp_path)
-    rows = read_rows(out)
-    assert len(rows) == 8
+    base = ["-m", "task=efficiency", "model=engine_conv", "edit=synthetic", "edit.area=0.005,0.05", f"output={out}",
+            f"hydra.sweep.dir={tmp_path / 'multirun'}", *FAST]  # fmt: skip
+    assert run_py(*base, cwd=tmp_path).returncode == 0
+    assert run_py(*base, "hydra/launcher=joblib_local", "force=true", cwd=tmp_path).returncode == 0
+    rows = sorted(ResultsStore(out).rows(), key=lambda r: r["timestamp"])
+    assert len(rows) == 8 and len(pd.read_csv(out)) == 8
     assert {r["edit"] for r in rows} == {"synthetic@0.005", "synthetic@0.05"}
     cores = os.cpu_count() or 1
     expected = 2 if 2 * 2 <= cores else max(1, cores // 2)  # 2 jobs in parallel split the cores
-    assert {r["threads"] for r in rows[4:]} == {str(expected)}
-    small, large = (int(r["macs"]) for r in rows[:4] if r["variant"] == "sige")
+    assert {r["threads"] for r in rows[4:]} == {expected}
+    small, large = sorted(r["macs"] for r in rows[:4] if r["variant"] == "sige")
     assert small < large
 
 
 def test_run_py_prints_one_json_object_per_variant(tmp_path):
-    out = tmp_path / "one.csv"
-    res = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "run.py"), "task=efficiency", "model=engine_conv",
-         "edit=synthetic", f"output={out}", f"hydra.run.dir={tmp_path / 'run'}", *FAST],
-        check=True, capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
+    res = run_py("task=efficiency", "model=engine_conv", "edit=synthetic", f"output={tmp_path / 'one.csv'}",
+                 f"hydra.run.dir={tmp_path / 'run'}", *FAST, cwd=tmp_path)  # fmt: skip
+    assert res.returncode == 0, res.stderr
     lines = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
     assert [r["variant"] for r in lines] == ["original", "sige"]
     keys = ("model", "component", "edit", "macs", "latency_ms", "latency_ms_min", "latency_ms_max", "peak_mem_mb",
             "edited_fraction", "active_fraction", "threads", "device", "dtype", "weights")  # fmt: skip
     assert all(key in lines[0] for key in keys)
+    assert list(lines[0])[:4] == ["model", "component", "edit", "variant"]
 
 
 def test_figures_render(tmp_path, jobs_file):
-    rt = load_script("reproduce_table")
     csv_path = tmp_path / "eff.csv"
-    assert rt.main(["--jobs", str(jobs_file), "--output", str(csv_path), "--table", str(tmp_path / "T.md"), *FAST]) == 0
-    mf = load_script("make_figures")
-    assert mf.main(["--efficiency", str(csv_path), "--out", str(tmp_path / "fig"), "--models", "engine_conv"]) == 0
+    assert reproduce.main(["--jobs", str(jobs_file), "--output", str(csv_path), "--table", str(tmp_path / "T.md"),
+                           *FAST]) == 0  # fmt: skip
+    assert figures.main(["--efficiency", str(csv_path), "--out", str(tmp_path / "fig"), "--panels", "engine_conv"]) == 0
     for name in ("macs_vs_edit.png", "speedup_vs_macs.png", "panel_engine_conv.png"):
         png = tmp_path / "fig" / name
         assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
@@ -176,10 +158,24 @@ def test_reproduce_quality_lists_missing_files_in_one_message(tmp_path, monkeypa
     monkeypatch.setenv("SIGE_DATA_MIRROR", str(tmp_path / "empty-mirror"))  # nothing to fetch, no network
     (tmp_path / "empty-mirror").mkdir()
     jobs = tmp_path / "quality.yaml"
-    jobs.write_text("jobs:\n  - overrides: [model=ddpm_church256, edit=church_sdedit]\n")
-    rq = load_script("reproduce_quality")
-    assert rq.main(["--jobs", str(jobs)]) == 1
+    jobs.write_text("jobs:\n  - overrides: [model=ddpm_church256, edit=church_sdedit, weights=pretrained]\n")
+    assert reproduce_quality.main(["--jobs", str(jobs)]) == 1
     err = capsys.readouterr().err
     assert "needed before the remaining quality jobs can run" in err
-    assert "alexnet" in err.lower() and "model=ddpm_church256 edit=church_sdedit" in err
+    assert "church256-ddpm-fused_unet.pth" in err and "model=ddpm_church256 edit=church_sdedit" in err
     assert "1 waiting for files" in err
+
+
+@pytest.mark.parametrize("kind", ["reproduce", "quality"])
+def test_every_job_of_the_job_lists_composes_and_validates(kind):
+    """The job lists are Hydra configs; every job is a valid model / edit pair with known settings."""
+    from sigebench.config import plain, validate
+    from sigebench.jobs import compose_job, load_jobs
+
+    jobs = load_jobs(kind)
+    assert len(jobs) >= (40 if kind == "reproduce" else 4)
+    for job in jobs:
+        overrides = ["task=quality", *job["overrides"]] if kind == "quality" else job["overrides"]
+        validate(plain(compose_job(overrides)))
+    if kind == "reproduce":
+        assert any(j.get("quick") for j in jobs) and any(j.get("published") for j in jobs)

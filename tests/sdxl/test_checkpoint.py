@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from sdxl.checkpoint import CheckpointError, CheckpointReader, load_component
+from sdxl.checkpoint import CheckpointError, CheckpointReader, ldm_key_map, load_component
 from sdxl.unet import UNet
 from sdxl.vae import AutoencoderKL, Decoder, Encoder
 
@@ -23,7 +23,9 @@ def released_layout(unet: UNet, vae: AutoencoderKL, linear_proj: bool, dtype=tor
     """The tensors of an original single-file checkpoint: prefixes, fp16, transformer projections as linear."""
     g = torch.Generator().manual_seed(1)
     out = {}
+    ldm = ldm_key_map(unet)  # the released names (in_layers, emb_layers, out_layers, skip_connection, op)
     for k, v in unet.state_dict().items():
+        k = ldm[k]
         t = torch.randn(v.shape, generator=g).to(dtype)
         if linear_proj and (k.endswith("proj_in.weight") or k.endswith("proj_out.weight")) and ".1." in k:
             t = t.reshape(t.shape[:2])  # SDXL stores them as linear [out, in]
@@ -45,9 +47,13 @@ def test_sdxl_safetensors_load_cast_and_reshape_without_touching_the_file(tmp_pa
     before = sha(path)
     fresh = UNet(sdxl_like())
     load_component(fresh, path, "unet")
+    ldm = ldm_key_map(fresh)
+    assert ldm["input_blocks.1.0.norm1.weight"] == "input_blocks.1.0.in_layers.0.weight"
+    assert any(v.endswith(".op.weight") for v in ldm.values())  # the downsamplers
     for k, v in fresh.state_dict().items():
         assert v.dtype == torch.float32
-        torch.testing.assert_close(v, tensors["model.diffusion_model." + k].float().reshape(v.shape), rtol=0, atol=0)
+        ref = tensors["model.diffusion_model." + ldm[k]].float().reshape(v.shape)
+        torch.testing.assert_close(v, ref, rtol=0, atol=0)
     enc, dec = Encoder(vae_like()), Decoder(vae_like())
     reader = load_component(enc, path, "encoder", dtype=torch.bfloat16)
     load_component(dec, reader, "decoder")
@@ -76,8 +82,9 @@ def test_lightning_ckpt_with_pickled_callbacks_loads_without_executing_them(tmp_
         del sys.modules[mod.__name__]
     fresh = UNet(sd_like())
     load_component(fresh, path, "unet")
+    ldm = ldm_key_map(fresh)
     for k, v in fresh.state_dict().items():
-        torch.testing.assert_close(v, tensors["model.diffusion_model." + k], rtol=0, atol=0)
+        torch.testing.assert_close(v, tensors["model.diffusion_model." + ldm[k]], rtol=0, atol=0)
 
 
 def test_mismatches_are_clear_errors(tmp_path):
@@ -102,3 +109,6 @@ def test_mismatches_are_clear_errors(tmp_path):
         CheckpointReader(tmp_path / "missing.safetensors")
     with pytest.raises(ValueError, match="unknown component"):
         load_component(UNet(sdxl_like()), path, "text")
+    path.write_bytes(b"\x08\x00")  # a truncated / foreign .safetensors file
+    with pytest.raises(CheckpointError, match=r"cannot read .*a\.safetensors as a \.safetensors file"):
+        CheckpointReader(path)

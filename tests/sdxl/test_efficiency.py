@@ -6,21 +6,18 @@ import json
 import numpy as np
 import pytest
 import torch
-import yaml
 
-from sdxl.edits import load_edit
-from sdxl.efficiency import component_inputs
-from sige.bench import output_psnr as psnr
-from tests.conftest import REPO
+from sdxl.edits import load_case
+from sdxl.family import component_inputs
+from sigebench.results import ResultsStore
+from sigebench.variants import output_psnr as psnr
 
-
-def _edit(name):
-    return yaml.safe_load((REPO / "configs" / "edit" / f"{name}.yaml").read_text())
+from .tiny import edit_cfg, model_cfg
 
 
 @pytest.fixture(scope="module")
 def cases():
-    return {n: load_edit(_edit(n)) for n in ("sd_sdedit0", "sd_sdedit1", "sd_inpainting")}
+    return {n: load_case(edit_cfg(n)) for n in ("sd_sdedit0", "sd_sdedit1", "sd_inpainting")}
 
 
 def test_edit_fractions_and_pyramids_follow_the_reference(cases):
@@ -42,7 +39,7 @@ def test_edit_fractions_and_pyramids_follow_the_reference(cases):
 
 def test_component_inputs_differ_only_in_the_edited_latent_region(cases):
     case = cases["sd_sdedit0"]
-    cfg = yaml.safe_load((REPO / "configs" / "model" / "sdxl_base.yaml").read_text())
+    cfg = model_cfg("sdxl_base")
     o, e, masks = component_inputs("unet", case, cfg, torch.float32, "cpu", seed=1)
     assert o[0].shape == (2, 4, 64, 128) and o[2].shape == (2, 77, 2048) and o[3].shape == (2, 2816)
     changed = (o[0] != e[0]).any(dim=(0, 1))
@@ -69,9 +66,8 @@ TINY = [
     ],
 )
 def test_efficiency_task_end_to_end(tmp_path, capsys, model, component, edit):
-    from hydra import compose, initialize_config_dir
-
-    from sige.tasks import efficiency
+    from sigebench.jobs import compose_job
+    from sigebench.tasks import efficiency
 
     over = [f"model={model}", f"component={component}", f"edit={edit}", f"output={tmp_path}/e.csv", "force=true", *TINY]
     if model == "sd14":
@@ -84,8 +80,7 @@ def test_efficiency_task_end_to_end(tmp_path, capsys, model, component, edit):
         ]
     if edit == "synthetic":
         over.append("edit.area=0.05")
-    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        rows = efficiency(compose("config", overrides=over))
+    rows = efficiency(compose_job(over))
     printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert [r["variant"] for r in rows] == [r["variant"] for r in printed] == ["original", "sige", "sige_fast"]
     dense, sige, fast = rows
@@ -99,28 +94,34 @@ def test_efficiency_task_end_to_end(tmp_path, capsys, model, component, edit):
         assert all(r["macs_with_fused_attention"] > r["macs"] for r in rows)
     if model == "sd14":
         assert all(r["macs_with_fused_attention"] == r["macs"] for r in rows)
-    assert (tmp_path / "e.csv").read_text().count("\n") == 4
+    assert len(ResultsStore(tmp_path / "e.csv").rows()) == 3
 
 
 def test_efficiency_rejects_unknown_components_and_edits():
-    from sdxl.efficiency import build_component
+    from sdxl.family import build_component
+    from sigebench.edits import EditError
 
-    cfg = yaml.safe_load((REPO / "configs" / "model" / "sd14.yaml").read_text())
     with pytest.raises(ValueError, match="unknown component"):
-        build_component(cfg, "text", None, torch.float32, "cpu")
-    with pytest.raises(ValueError, match="sd_sdedit0"):
-        load_edit({"name": "engine_example", "kind": "mask"})
+        build_component(model_cfg("sd14"), "text", None, torch.float32, "cpu")
+    with pytest.raises(EditError, match="SD / SDXL models take RGB images"):
+        load_case({"name": "labels", "kind": "custom", **_label_files()})
+
+
+def _label_files():
+    import tempfile
+
+    d = tempfile.mkdtemp()
+    np.save(f"{d}/o.npy", np.zeros((8, 8), np.int64))
+    return {"original": f"{d}/o.npy", "edited": f"{d}/o.npy"}
 
 
 def test_panel_of_an_example_edit_shows_the_decoder_dense_vs_sparse():
     """`make figures` panels for the SD examples: image-sized outputs, the edit region and the active tiles."""
-    from sdxl.panel import panel
+    from sigebench.figures import panel
 
-    cfg = yaml.safe_load((REPO / "configs" / "model" / "sd14.yaml").read_text())
-    cfg["image_size"] = [64, 128]
-    cfg["vae"].update(ch=8, ch_mult=[1, 2, 2, 2], num_res_blocks=1, num_groups=4)
-    p = panel(cfg, _edit("sd_sdedit0"))
-    assert p["weights"] == "random" and "random weights" in p["title"]
+    p = panel(["model=sd14", "edit=sd_sdedit0", "component=decoder", "model.image_size=[64,128]", "model.vae.ch=8",
+               "model.vae.ch_mult=[1,2,2,2]", "model.vae.num_res_blocks=1", "+model.vae.num_groups=4"])  # fmt: skip
+    assert "random weights" in p["title"]
     assert p["dense"].shape == p["sparse"].shape == p["original"].shape == (3, 64, 128)
     blocks = p["blocks"]
     assert blocks.shape == (64, 128) and 0 < blocks.mean() < 0.5

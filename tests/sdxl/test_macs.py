@@ -3,16 +3,15 @@ derivation at full size with the example edits' masks gives the published figure
 
 import pytest
 import torch
-import yaml
 
 from sdxl.config import unet_config, vae_config
-from sdxl.edits import load_edit
+from sdxl.edits import load_case
 from sdxl.unet import UNet
 from sdxl.vae import Decoder, Encoder
 from sige.profile import macs_by_convention as count_macs
 
 from .derived_macs import decoder_macs, encoder_macs, unet_macs
-from .tiny import box_mask, pyramid, sd_like, sdxl_like, unet_inputs, vae_like
+from .tiny import box_mask, edit_cfg, model_cfg, pyramid, sd_like, sdxl_like, unet_inputs, vae_like
 
 MASK = box_mask(32, 48, 9, 30, 7, 5)  # touches several tiles, no border
 
@@ -54,19 +53,9 @@ def test_vae_counts_equal_the_derivation(cls, shape, impl):
     assert count_macs(model, (x,)) == (sparse.paper, sparse.total)
 
 
-def _cfg(repo, name):
-    return yaml.safe_load((repo / "configs" / "model" / f"{name}.yaml").read_text())
-
-
-def _case(repo, name):
-    return load_edit(yaml.safe_load((repo / "configs" / "edit" / f"{name}.yaml").read_text()))
-
-
 @pytest.fixture(scope="module")
 def cases():
-    from tests.conftest import REPO
-
-    return {n: _case(REPO, n) for n in ("sd_sdedit0", "sd_sdedit1", "sd_inpainting")}
+    return {n: load_case(edit_cfg(n)) for n in ("sd_sdedit0", "sd_sdedit1", "sd_inpainting")}
 
 
 # (model, component, case or None for dense) -> published GMACs (sige-reference.md 5.3 / 5.4)
@@ -103,8 +92,8 @@ NEAR = {
 }
 
 
-def _derive(repo, model, component, case):
-    cfg = _cfg(repo, model)
+def _derive(model, component, case):
+    cfg = model_cfg(model)
     if component == "unet":
         u = unet_config(cfg["unet"])
         return unet_macs(u, 2, 64, 128, 77, None if case is None else case.masks).paper
@@ -116,19 +105,15 @@ def _derive(repo, model, component, case):
 
 @pytest.mark.parametrize("key", list(PUBLISHED), ids=lambda k: "-".join(str(p) for p in k))
 def test_full_size_derivation_gives_the_published_figures(key, cases):
-    from tests.conftest import REPO
-
     model, component, case = key
-    g = _derive(REPO, model, component, cases[case] if case else None) / 1e9
+    g = _derive(model, component, cases[case] if case else None) / 1e9
     pub = PUBLISHED[key]
     assert round(g, len(pub.split(".")[1])) == float(pub), (key, g)
 
 
 @pytest.mark.parametrize("key", list(NEAR), ids=lambda k: "-".join(str(p) for p in k))
 def test_the_two_near_misses_stay_within_one_rounding_step(key, cases):
-    from tests.conftest import REPO
-
     model, component, case = key
-    g = _derive(REPO, model, component, cases[case] if case else None) / 1e9
+    g = _derive(model, component, cases[case] if case else None) / 1e9
     ours, pub = NEAR[key]
     assert round(g, 4) == ours and abs(g - float(pub)) < 0.01

@@ -9,49 +9,56 @@ import torch
 
 from sdxl.checkpoint import CheckpointReader
 from sdxl.edits import EditCase, inpainting_masks, sdedit_masks
-from sdxl.generate import Components, complete_pyramid, generate, run_pipeline
-from sdxl.sampling import DDIM, DPMPP2M, EulerAncestral, Guided, alphas_cumprod, denoise_loop
+from sdxl.generate import Components, Guided, complete_pyramid, generate, img2img_plan, run_pipeline, sample
 from sdxl.text import ClipL, OpenClipText, Tokenizer, load_clip_l, load_openclip, size_embedding
 from sdxl.unet import UNet
 from sdxl.vae import AutoencoderKL
+from sigebench.samplers import sampler_from_config
+from sigebench.schedules import make_schedule, q_sample
 
-from .tiny import sdxl_like, vae_like
+from .tiny import model_cfg, sdxl_like, vae_like
 
-
-def test_ddim_schedule_is_the_ldm_one_and_recovers_x0_with_the_true_eps():
-    d = DDIM(50)
-    assert list(d.timesteps[:3]) == [1, 21, 41] and d.timesteps[-1] == 981
-    assert d.plan(0.8) == list(range(39, -1, -1))  # SDEdit strength 0.8: t_enc = 40
-    x0, eps = torch.randn(1, 4, 2, 2), torch.randn(1, 4, 2, 2)
-    x = d.start_noise(x0, eps, 0.8)
-    a = float(d.a[40])
-    torch.testing.assert_close(x, a**0.5 * x0 + (1 - a) ** 0.5 * eps)
-    # with the exact eps of the current x, every step stays on the same x0
-    for i in d.plan(0.8):
-        a_i = float(d.a[i])
-        e = (x - a_i**0.5 * x0) / (1 - a_i) ** 0.5
-        x, _ = d.update(x, e, i, None, None)
-    torch.testing.assert_close(x, float(d.a_prev[0]) ** 0.5 * x0 + (1 - float(d.a_prev[0])) ** 0.5 * e)
+SAMPLERS = {name: model_cfg(model)["sampler"] for name, model in
+            (("ddim", "sd14"), ("dpmpp2m", "sdxl_base"), ("turbo", "sdxl_turbo"))}  # fmt: skip
 
 
-def test_k_samplers_reach_the_data_with_an_exact_denoiser():
-    x0 = torch.randn(1, 4, 3, 3)
-    for sampler, strength in ((DPMPP2M(50), 1.0), (DPMPP2M(50), 0.8), (EulerAncestral(steps=4), 1.0)):
-        plan = sampler.plan(strength)
-        x = sampler.start_noise(x0, torch.randn_like(x0), strength)
-        state = None
-        for i in plan:
-            x, state = sampler.update(x, x0, i, state, lambda: torch.zeros_like(x0))
-        torch.testing.assert_close(x, x0)
-    dpm = DPMPP2M(50)
-    assert len(dpm.plan(0.8)) == 39 and float(dpm.sigmas[-1]) == 0.0
-    ac = alphas_cumprod()
-    assert abs(float(((1 - ac[-1]) / ac[-1]).sqrt()) - 14.6146) < 1e-3  # sgm's sigma_max
-    eul = EulerAncestral(steps=4)
-    eul.plan()
-    assert torch.equal(
-        eul.sigmas, torch.cat([eul.train_sigmas.flip(0), torch.zeros(1, dtype=torch.float64)])[[0, 100, 200, 300, 1000]]
-    )
+def test_ldm_ddim_plan_and_an_exact_eps_keep_x0():
+    cfg = SAMPLERS["ddim"]
+    seq, start = img2img_plan(cfg, 0.8)  # SDEdit strength 0.8: t_enc = 40, noised one step higher (ldm)
+    assert seq[:3] == [1, 21, 41] and len(seq) == 40 and start == 801
+    sch = make_schedule(cfg)
+    x0, eps = torch.randn(1, 4, 2, 2, dtype=torch.float64), torch.randn(1, 4, 2, 2, dtype=torch.float64)
+    fn, opts = sampler_from_config(cfg)
+    x = q_sample(x0, start, eps, sch)
+
+    def exact(x, t, step):  # the eps of the current x for this x0
+        a, s = sch.alpha_sigma(t)
+        return (x - a * x0) / s
+
+    out = fn(exact, x, seq, sch, **opts)
+    torch.testing.assert_close(out, q_sample(x0, 0, exact(out, 0, 0), sch))  # lands on alpha_bar(0)
+
+
+def test_sgm_samplers_reach_the_data_with_an_exact_denoiser():
+    x0 = torch.randn(1, 4, 3, 3, dtype=torch.float64)
+    for name, strength in (("dpmpp2m", 1.0), ("dpmpp2m", 0.8), ("turbo", 1.0), ("turbo", 0.5)):
+        cfg = SAMPLERS[name]
+        sch = make_schedule(cfg)
+        seq, start = img2img_plan(cfg, strength)
+        noise = torch.randn_like(x0)
+        x = noise if start is None else q_sample(x0, start, noise, sch)
+
+        def exact(x, t, step, sch=sch):
+            a, s = sch.alpha_sigma(t)
+            return (x - a * x0) / s
+
+        fn, opts = sampler_from_config(cfg)
+        torch.testing.assert_close(fn(exact, x, seq, sch, generator=torch.Generator().manual_seed(0), **opts), x0)
+    assert len(img2img_plan(SAMPLERS["dpmpp2m"], 0.8)[0]) == 39  # int(0.8 * 51) - 1 sigmas kept, the final 0 too
+    assert img2img_plan(SAMPLERS["turbo"], 0.5) == ([699], 699)
+    sch = make_schedule(SAMPLERS["dpmpp2m"])
+    a = sch.alpha_bar(999)
+    assert abs(((1 - a) / a) ** 0.5 - 14.6146) < 1e-3  # sgm's sigma_max
 
 
 def test_size_embedding_is_the_concatenated_sinusoid():
@@ -201,9 +208,9 @@ def _cond(cfg, B=1):
 
 
 SAMPLINGS = {
-    "ddim": {"sampler": "ddim", "steps": 2, "guidance": 7.5, "strength": 1.0},
-    "dpmpp2m": {"sampler": "dpmpp2m", "steps": 3, "guidance": 6.0, "strength": 0.7, "inpaint_strength": 0.7},
-    "turbo": {"sampler": "euler_ancestral", "steps": 4, "guidance": 1.0, "strength": 0.5},
+    "ddim": {**SAMPLERS["ddim"], "sample_steps": 2, "strength": 1.0},
+    "dpmpp2m": {**SAMPLERS["dpmpp2m"], "sample_steps": 3, "strength": 0.7, "inpaint_strength": 0.7},
+    "turbo": SAMPLERS["turbo"],
 }
 
 
@@ -233,7 +240,7 @@ def test_sige_sdedit_of_an_unchanged_image_is_the_dense_pipeline(name):
     )
 
 
-def test_denoise_loop_runs_full_then_sparse_every_step():
+def test_sampling_runs_full_then_sparse_every_step():
     comp = _components()
     case = _cases()[0]
     cond, uncond = _cond(comp.unet.cfg)
@@ -246,14 +253,14 @@ def test_denoise_loop_runs_full_then_sparse_every_step():
         return orig_forward(*args, **kw)
 
     unet.forward = spy
-    s = DPMPP2M(3)
-    plan = s.plan(1.0)
+    cfg = {**SAMPLERS["dpmpp2m"], "sample_steps": 3}
+    seq, _ = img2img_plan(cfg, 1.0)
     x = torch.randn(1, 4, 8, 12)
-    denoise_loop(s, Guided(unet, cond, uncond, 6.0), x, plan, torch.Generator().manual_seed(0), init=x.clone(),
-                 init_mode="sdedit", masks=complete_pyramid(case.masks, (4, 6)))  # fmt: skip
-    assert modes == ["full", "sparse"] * len(plan) and unet.mode == "full" and unet.cache_nbytes() == 0
+    sample(Guided(unet, cond, uncond, 6.0), cfg, x, seq, torch.Generator().manual_seed(0), init=x.clone(),
+           masks=complete_pyramid(case.masks, (4, 6)))  # fmt: skip
+    assert modes == ["full", "sparse"] * len(seq) and unet.mode == "full" and unet.cache_nbytes() == 0
 
 
 def test_generate_fails_clearly_without_weights():
     with pytest.raises(FileNotFoundError, match="weights=PATH"):
-        generate({"model": {"name": "sd14", "checkpoint": "sd-v1-4.ckpt"}, "edit": {}, "weights": None})
+        generate({"model": {"name": "sd14", "checkpoint": None}, "edit": {}, "task": {}, "weights": None})

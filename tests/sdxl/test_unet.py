@@ -101,13 +101,10 @@ def test_bad_inputs_are_clear_errors():
 
 
 def _meta(name):
-    import yaml
+    from .tiny import model_cfg
 
-    from tests.conftest import REPO
-
-    cfg = yaml.safe_load((REPO / "configs" / "model" / f"{name}.yaml").read_text())
     with torch.device("meta"):
-        return UNet(unet_config(cfg["unet"]))
+        return UNet(unet_config(model_cfg(name)["unet"]))
 
 
 @pytest.mark.parametrize(
@@ -140,7 +137,11 @@ def _meta(name):
 )  # fmt: skip
 def test_full_size_parameter_layout_matches_the_released_checkpoints(name, params, keys):
     """Built on the meta device (no memory): the parameter names and shapes of the original releases."""
-    sd = _meta(name).state_dict()
+    from sdxl.checkpoint import ldm_key_map
+
+    model = _meta(name)
+    names = ldm_key_map(model)  # the engine's ResBlock / Downsample names -> ldm's
+    sd = {names[k]: v for k, v in model.state_dict().items()}
     for k, shape in keys.items():
         assert tuple(sd[k].shape) == shape, k
     if params is not None:

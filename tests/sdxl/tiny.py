@@ -51,3 +51,18 @@ def box_mask(h, w, top, left, bh, bw):
 
 def pyramid(mask, min_res=2):
     return downsample_mask(mask, min_res=min_res, dilation=1)
+
+
+def model_cfg(name: str) -> dict:
+    """A model config as scripts/run.py composes it (sampler included)."""
+    from sigebench.config import plain
+    from sigebench.jobs import compose_job
+
+    return plain(compose_job([f"model={name}"]))["model"]
+
+
+def edit_cfg(name: str) -> dict:
+    from sigebench.config import plain
+    from sigebench.jobs import compose_job
+
+    return plain(compose_job(["model=sd14", f"edit={name}"]))["edit"]

@@ -1,9 +1,10 @@
 """Sparse attention blocks written once for full, sparse and profile mode.
 
-* :class:`AttnBlock`: single-head attention over a feature map (the KL-autoencoder / DDPM ``AttnBlock``,
-  parameters ``norm, q, k, v, proj_out``). Sparse: queries for the active tiles only; keys and values are
-  computed on the tiles and scattered into cached full maps, so every query sees all positions.
-* :class:`CrossAttention`, :class:`BasicTransformerBlock`, :class:`SpatialTransformer`: the latent-diffusion
+* :class:`AttnBlock`: multi-head (single-head by default) attention over a feature map (the KL-autoencoder,
+  DDPM and Progressive Distillation ``AttnBlock``, parameters ``norm, q, k, v, proj_out``; loaders map fused
+  ``qkv`` layouts onto them). Sparse: queries for the active tiles only; keys and values are computed on the
+  tiles and scattered into cached full maps, so every query sees all positions.
+* :class:`CrossAttention`, :class:`BasicTransformerBlock`, :class:`SpatialTransformer`: the ldm
   transformer (parameter names of the CompVis / Stability releases: ``norm, proj_in, transformer_blocks.N.
   {attn1, attn2}.{to_q, to_k, to_v, to_out.0}, ff.net.0.proj, ff.net.2, norm1..3, proj_out``). Sparse:
   queries, LayerNorms and the feed-forward run on the active tokens only; self-attention keys/values come
@@ -75,23 +76,11 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, imp
     return out.transpose(1, 2).reshape(B, Tq, Cv)
 
 
-def group_norm_frozen(x: torch.Tensor, norm: nn.GroupNorm) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
-    """``(norm(x), (scale, shift))`` with per-sample ``[B, C, 1, 1]`` frozen statistics.
-
-    Under a JIT trace (MAC counting of a dense pass) only ``F.group_norm`` runs and the statistics are
-    ``None``, so the count equals the plain network's; callers then drop the stale statistics.
-    """
-    if torch.jit.is_tracing():
-        return F.group_norm(x, norm.num_groups, norm.weight, norm.bias, norm.eps), None
+def _freeze(module: FrozenStats, x: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
+    """``norm(x)``, storing its per-sample ``[B, C, 1, 1]`` scale/shift for the module's cache slot."""
     y, scale, shift = group_norm_with_stats(x, norm)
-    return y, (scale, shift)
-
-
-def _store(module: FrozenStats, stats: Any) -> None:
-    if stats is None:
-        module.stats.pop(module.cache_id, None)
-    else:
-        module.stats[module.cache_id] = stats
+    module.stats[module.cache_id] = (scale, shift)
+    return y
 
 
 def map_to_tokens(x: torch.Tensor) -> torch.Tensor:
@@ -120,12 +109,13 @@ def tokens_to_tiles(t: torch.Tensor, h: int, w: int) -> torch.Tensor:
 
 
 class AttnBlock(FrozenStats):
-    """Single-head attention over a map: GroupNorm -> 1x1 q, k, v -> softmax(q k^T / sqrt(C)) v -> 1x1 proj_out, + x.
+    """Attention over a map: GroupNorm -> 1x1 q, k, v -> softmax(q k^T / sqrt(d)) v per head -> 1x1 proj_out, + x.
 
     ``sparse=True``: Gather (1x1 tiles of ``block_size``) with the frozen norm fused; q on the tiles; k and v
     on the tiles, scattered into their cached full maps; the output tiles scattered with residual ``x``.
-    ``sparse=False``: dense in sparse mode too, with the frozen statistics. ``impl`` / ``sparse_impl``: how
-    the product is counted in full / sparse mode (module docstring).
+    ``sparse=False``: dense in sparse mode too, with the frozen statistics. ``heads``: channel ``c`` belongs to
+    head ``c // (channels / heads)``. ``impl`` / ``sparse_impl``: how the product is counted in full / sparse
+    mode (module docstring).
     """
 
     def __init__(
@@ -137,9 +127,12 @@ class AttnBlock(FrozenStats):
         block_size: int = 4,
         impl: str = "bmm",
         sparse_impl: str | None = None,
+        heads: int = 1,
     ):
         super().__init__()
-        self.channels = channels
+        if heads < 1 or channels % heads:
+            raise ValueError(f"{channels} channels do not split into {heads} heads")
+        self.channels, self.heads = channels, heads
         self.norm = nn.GroupNorm(num_groups, channels, eps=eps)
         self.q = SIGEConv2d(channels, channels, 1)
         self.k = SIGEConv2d(channels, channels, 1)
@@ -157,20 +150,18 @@ class AttnBlock(FrozenStats):
     def _attend(self, h: torch.Tensor, x: torch.Tensor, impl: str) -> torch.Tensor:
         H, W = int(x.shape[2]), int(x.shape[3])
         q, k, v = self.q(h), self.k(h), self.v(h)
-        out = attention(map_to_tokens(q), map_to_tokens(k), map_to_tokens(v), 1, impl)
+        out = attention(map_to_tokens(q), map_to_tokens(k), map_to_tokens(v), self.heads, impl)
         return tokens_to_map(out, H, W)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "full":
-            h = self.gather(x) if self.sparse else x
-            h, stats = group_norm_frozen(h, self.norm)
-            _store(self, stats)
+            h = _freeze(self, self.gather(x) if self.sparse else x, self.norm)
             if not self.sparse:
                 return self.proj_out(self._attend(h, x, self.impl)) + x
             H, W = int(x.shape[2]), int(x.shape[3])
             q, k, v = self.q(h), self.k_scatter(self.k(h)), self.v_scatter(self.v(h))
-            out = tokens_to_map(attention(map_to_tokens(q), map_to_tokens(k), map_to_tokens(v), 1, self.impl), H, W)
-            return self.out_scatter(self.proj_out(out), x)
+            out = attention(map_to_tokens(q), map_to_tokens(k), map_to_tokens(v), self.heads, self.impl)
+            return self.out_scatter(self.proj_out(tokens_to_map(out, H, W)), x)
         scale, shift = self.frozen()
         if not self.sparse:
             h = x * scale + shift
@@ -181,7 +172,7 @@ class AttnBlock(FrozenStats):
         q = tiles_to_tokens(self.q(tiles), B)
         k = map_to_tokens(self.k_scatter(self.k(tiles)))
         v = map_to_tokens(self.v_scatter(self.v(tiles)))
-        out = tokens_to_tiles(attention(q, k, v, 1, self.sparse_impl), th, tw)
+        out = tokens_to_tiles(attention(q, k, v, self.heads, self.sparse_impl), th, tw)
         return self.out_scatter(self.proj_out(out), x)
 
 
@@ -396,10 +387,7 @@ class SpatialTransformer(FrozenStats):
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         H, W = int(x.shape[2]), int(x.shape[3])
         if self.mode == "full":
-            h = self.gather(x) if self.sparse else x
-            h, stats = group_norm_frozen(h, self.norm)
-            _store(self, stats)
-            h = self.proj_in(h)
+            h = self.proj_in(_freeze(self, self.gather(x) if self.sparse else x, self.norm))
             if not self.sparse:
                 return self.proj_out(tokens_to_map(self._blocks(map_to_tokens(h), context), H, W)) + x
             tokens = map_to_tokens(self.scatter1(h))

@@ -19,7 +19,7 @@ from torch import nn
 from sige.nn.base import SIGEModel
 
 # Ops whose MACs the profiler of the original work did not see (fused attention kernels); counting them
-# is right, but the published SDXL figures leave them out (see sige-reference.md section 5.5).
+# is right, but some published figures (the SIGE paper's XL latent UNet) leave them out.
 FUSED_ATTENTION_OPS = ("aten::scaled_dot_product_attention",)
 
 

@@ -1,0 +1,182 @@
+"""Measuring a SIGEModel's variants on one edit: dense (``original``), the paper's sparse configuration
+(``sige``) and our tuned one (``sige_fast``); MACs in both counting conventions, latency, peak memory, active
+fraction, optional sparse-vs-dense PSNR. The columns are the benchmark contract's (see README); provenance is
+added by :mod:`sigebench.tasks`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from sige import backends
+from sige.mask import num_blocks
+from sige.nn.base import SIGEModel
+from sige.nn.gather import Gather
+from sige.profile import macs_by_convention, measure_latency, peak_memory_mb
+
+VARIANTS = ("original", "sige", "sige_fast")
+# Block grid per sparse variant: "sige" reproduces the paper's counts, "sige_fast" drops out-of-map blocks.
+VARIANT_GRID = {"sige": "original", "sige_fast": "trimmed"}
+
+
+@dataclass
+class Timing:
+    """How latency is measured (warm-up calls, at least ``repeats`` timed calls, time caps in seconds)."""
+
+    warmup: int = 2
+    repeats: int = 5
+    min_time_s: float = 0.0
+    max_time_s: float | None = 60.0
+    enabled: bool = True
+
+
+def active_fraction(model: torch.nn.Module, block_grid: str = "trimmed") -> float:
+    """Active blocks over candidate blocks (of ``block_grid``), summed over every Gather that has a mask."""
+    active = total = 0
+    for m in model.modules():
+        if isinstance(m, Gather) and m.active_indices is not None and m.input_res is not None:
+            geo = m.geometry
+            out = m.output_res
+            grid = block_grid if out is not None else "original"
+            nh = num_blocks(m.input_res[0], geo.block_size[0], geo.block_stride[0], geo.offset[0],
+                            geo.conv_stride[0], out[0] if out else 0, grid)  # fmt: skip
+            nw = num_blocks(m.input_res[1], geo.block_size[1], geo.block_stride[1], geo.offset[1],
+                            geo.conv_stride[1], out[1] if out else 0, grid)  # fmt: skip
+            active += int(m.active_indices.shape[0])
+            total += nh * nw
+    return active / total if total else 0.0
+
+
+def timed(fn: Callable[[], Any], timing: Timing, device: str) -> dict[str, float | None]:
+    """The latency and peak-memory columns of a row for ``fn()`` (None everywhere when timing is off)."""
+    if not timing.enabled:
+        return {"latency_ms": None, "latency_ms_min": None, "latency_ms_max": None, "peak_mem_mb": None}
+    lat = measure_latency(fn, timing.warmup, timing.repeats, device, timing.min_time_s, timing.max_time_s)
+    return {
+        "latency_ms": round(lat.median_ms, 4),
+        "latency_ms_min": round(lat.min_ms, 4),
+        "latency_ms_max": round(lat.max_ms, 4),
+        "peak_mem_mb": round(peak_memory_mb(fn, device), 2),
+    }
+
+
+def output_psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
+    """PSNR (dB) of an output ``x`` against a reference output, with the reference's range (max - min) as
+    the peak; ``inf`` when they are identical."""
+    x, ref = x.double(), ref.double()
+    mse = float(torch.nn.functional.mse_loss(x, ref))
+    if mse == 0.0:
+        return math.inf
+    rng = float(ref.max() - ref.min()) or 1.0
+    return 10.0 * math.log10(rng * rng / mse)
+
+
+@torch.no_grad()
+def measure_variants(
+    model: SIGEModel,
+    original_args: Sequence[Any],
+    edited_args: Sequence[Any],
+    masks: Mapping[tuple[int, int], torch.Tensor],
+    variants: Sequence[str] = VARIANTS,
+    timing: Timing | None = None,
+    device: str = "cpu",
+    configure: Callable[[SIGEModel, str], None] | None = None,
+    fidelity: bool = False,
+) -> list[dict[str, Any]]:
+    """Measure a SIGEModel's variants on one edit: MACs (both conventions), latency, peak memory, active
+    fraction and, with ``fidelity``, the PSNR of each sparse output against the dense one.
+
+    ``original``: the dense model (full mode) on the edited input. ``sige`` / ``sige_fast``: sparse passes
+    on the edited input with the variant's block grid, after one full pass on the original input (the
+    caches do not depend on the block grid, so it serves every sparse variant). ``configure(model,
+    variant)`` may change the model per variant (block sizes, attention mode) before it runs.
+    """
+    timing = timing or Timing()
+    for variant in variants:
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; use {', '.join(VARIANTS)}")
+    backend = backends.name_for(device.split(":")[0])
+    rows: dict[str, dict[str, Any]] = {}
+    model.clear_cache()
+    model.set_mode("full")
+    if configure is not None and "original" in variants:
+        configure(model, "original")
+    dense = model(*edited_args).clone() if fidelity else None
+    if "original" in variants:
+        paper, total = macs_by_convention(model, tuple(edited_args))
+        rows["original"] = {
+            "variant": "original", "backend": backend, "block_grid": "", "macs": paper,
+            "macs_with_fused_attention": total, "active_fraction": 1.0,
+            **({"psnr_vs_dense_db": None} if fidelity else {}),
+            **timed(lambda: model(*edited_args), timing, device),
+        }  # fmt: skip
+    sparse_variants = [v for v in variants if v != "original"]
+    if sparse_variants:
+        model.clear_cache()
+        model.set_mode("full")
+        model(*original_args)
+        for variant in sparse_variants:
+            if configure is not None:
+                configure(model, variant)
+            grid = VARIANT_GRID[variant]
+            model.set_masks(masks, block_grid=grid)
+            model.set_mode("sparse")
+            row = {"variant": variant, "backend": backend, "block_grid": grid}
+            if dense is not None:
+                quality = output_psnr(model(*edited_args), dense)
+                row["psnr_vs_dense_db"] = None if math.isinf(quality) else round(quality, 3)
+            paper, total = macs_by_convention(model, tuple(edited_args))
+            row.update(macs=paper, macs_with_fused_attention=total)
+            row["active_fraction"] = round(active_fraction(model, grid), 6)
+            row.update(timed(lambda: model(*edited_args), timing, device))
+            rows[variant] = row
+            model.set_mode("full")
+    model.clear_cache()
+    model.set_mode("full")
+    return [rows[v] for v in variants]
+
+
+def active_tiles_mask(gather: Gather) -> torch.Tensor:
+    """``bool [H_out, W_out]``: the output pixels a Gather's active blocks recompute (for figures)."""
+    if gather.active_indices is None or gather.output_res is None:
+        raise RuntimeError("run a full pass and set_masks before asking for the active tiles")
+    geo = gather.geometry
+    H, W = gather.output_res
+    out = torch.zeros(H, W, dtype=torch.bool)
+    th, tw = geo.tile_size
+    for i, j in gather.active_indices.tolist():
+        r, c = (i + geo.offset[0]) // geo.conv_stride[0], (j + geo.offset[1]) // geo.conv_stride[1]
+        out[r : r + th, c : c + tw] = True
+    return out
+
+
+@torch.no_grad()
+def panel_outputs(
+    model: SIGEModel,
+    original_args: Sequence[Any],
+    edited_args: Sequence[Any],
+    masks: Mapping[tuple[int, int], torch.Tensor],
+    image_size: tuple[int, int],
+    block_grid: str = "trimmed",
+) -> dict[str, Any]:
+    """Dense and sparse outputs of one edit plus the active tiles of the highest-resolution Gather, scaled to
+    ``image_size`` (for the qualitative figures of ``make figures``)."""
+    model.clear_cache()
+    model.set_mode("full")
+    dense = model(*edited_args).clone()
+    model(*original_args)
+    model.set_masks(masks, block_grid=block_grid)
+    model.set_mode("sparse")
+    sparse = model(*edited_args).clone()
+    gathers = [m for m in model.modules() if isinstance(m, Gather) and m.active_indices is not None and m.output_res]
+    top = max(gathers, key=lambda g: g.output_res[0] * g.output_res[1])
+    tiles = active_tiles_mask(top).float()[None, None]
+    blocks = torch.nn.functional.interpolate(tiles, size=image_size, mode="nearest")[0, 0] > 0.5
+    model.set_mode("full")
+    model.clear_cache()
+    return {"dense": dense, "sparse": sparse, "blocks": blocks.cpu().numpy()}
