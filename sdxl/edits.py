@@ -25,7 +25,7 @@ from PIL import Image
 
 from sige import utils as sige_utils
 from sigebench.edits import EditError, load_edit, synthetic_images, synthetic_stroke_mask
-from sigebench.images import image_to_tensor
+from sigebench.images import image_to_tensor, resize_mask
 
 SDEDIT_EPS = 0.02
 SDEDIT_DILATION = 5
@@ -106,17 +106,6 @@ def _sdedit_case(
 ) -> EditCase:
     diff, masks, dec = sdedit_masks(original, edited, diff)
     return EditCase(name, "sdedit", original, edited, diff, masks, dec, dict(meta))
-
-
-def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A boolean ``[H, W]`` mask resized (nearest) to ``size = (H, W)``, as the image was resized."""
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"a mask must be a 2-D [H, W] array, got shape {mask.shape}")
-    if mask.shape == tuple(size):
-        return mask.astype(bool)
-    img = Image.fromarray(mask.astype(np.uint8) * 255).resize((size[1], size[0]), Image.NEAREST)
-    return np.asarray(img) > 127
 
 
 def _inpainting_case(name: str, original: torch.Tensor, mask: np.ndarray | torch.Tensor, **meta: Any) -> EditCase:

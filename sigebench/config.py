@@ -15,6 +15,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
+from sigebench.variants import Timing
+
 DTYPES = ("float32", "bfloat16", "float16")
 EDIT_KEYS = {
     "name", "kind", "families", "manifest", "original", "edited", "mask", "area", "seed", "prompt", "index",
@@ -35,15 +37,6 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class TimingConf:
-    warmup: int = 2
-    repeats: int = 5
-    min_time_s: float = 0.0
-    max_time_s: float | None = 60.0
-    enabled: bool = True
-
-
-@dataclass
 class Schema:
     task: Any = MISSING
     model: Any = MISSING
@@ -56,7 +49,7 @@ class Schema:
     weights: str | None = None
     output: str = "results/efficiency.csv"
     force: bool = False
-    timing: TimingConf = field(default_factory=TimingConf)
+    timing: Timing = field(default_factory=Timing)
     families: dict[str, str] = field(default_factory=dict)
 
 
@@ -99,7 +92,7 @@ def validate(cfg: Mapping[str, Any]) -> None:
     from dataclasses import fields
 
     check_keys(cfg, {f.name for f in fields(Schema)}, "")
-    check_keys(cfg.get("timing") or {}, {f.name for f in fields(TimingConf)}, "timing.")
+    check_keys(cfg.get("timing") or {}, {f.name for f in fields(Timing)}, "timing.")
     model, edit = cfg["model"], cfg["edit"]
     check_keys(edit, EDIT_KEYS, "edit.")
     task = cfg.get("task") or {}

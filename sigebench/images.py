@@ -61,3 +61,16 @@ def read_image(path: str | os.PathLike[str], what: str = "image") -> np.ndarray:
 def image_to_tensor(a: np.ndarray) -> torch.Tensor:
     """``uint8 [H, W, 3]`` -> ``float [1, 3, H, W]`` in [-1, 1]."""
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32) / 255.0).permute(2, 0, 1)[None] * 2 - 1
+
+
+def resize_mask(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """A mask (bool or numbers; non-zero = selected) as ``bool [H, W]``, NEAREST-resized to ``hw``."""
+    from PIL import Image
+
+    m = np.asarray(mask).squeeze()
+    if m.ndim != 2:
+        raise ValueError(f"mask must be 2-D [H, W], got shape {m.shape}")
+    m = m != 0
+    if m.shape != tuple(hw):
+        m = np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize((hw[1], hw[0]), Image.NEAREST)) > 127
+    return m

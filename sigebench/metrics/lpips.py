@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sigebench.metrics.psnr import resize_mask
+from sigebench.images import resize_mask
 from sigebench.metrics.weights import FILES, check_sha256_prefix, resolve
 
 

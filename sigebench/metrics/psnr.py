@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sigebench.images import resize_mask
+
 
 def _as_uint8(img: np.ndarray, name: str) -> np.ndarray:
     a = np.asarray(img)
@@ -35,19 +37,6 @@ def _resize_nearest(a: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
         return a
     chans = [np.asarray(Image.fromarray(a[..., c]).resize((hw[1], hw[0]), Image.NEAREST)) for c in range(a.shape[2])]
     return np.stack(chans, axis=-1)
-
-
-def resize_mask(mask: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """A mask (bool or numbers; non-zero = selected) as ``bool [H, W]``, NEAREST-resized to ``hw``."""
-    from PIL import Image
-
-    m = np.asarray(mask).squeeze()
-    if m.ndim != 2:
-        raise ValueError(f"mask must be 2-D [H, W], got shape {m.shape}")
-    m = m != 0
-    if m.shape != tuple(hw):
-        m = np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize((hw[1], hw[0]), Image.NEAREST)) > 127
-    return m
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
