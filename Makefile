@@ -14,7 +14,7 @@ STAMP := $(VENV)/.sige-installed
 SOURCES := pyproject.toml engine/pyproject.toml engine/setup.py $(shell find engine/csrc -type f 2>/dev/null)
 export SIGE_DATA_MIRROR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 
-.PHONY: install test lint reproduce-table reproduce-quality bench-engine figures clean-venv
+.PHONY: install test lint reproduce-table reproduce-quality bench-engine figures gpu-check clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,14 @@ bench-engine: $(STAMP)
 
 figures: $(STAMP)
 	$(PY) scripts/make_figures.py
+
+# On a machine with a GPU: builds the CUDA kernels for that machine's own torch (GPU_PYTHON, default
+# this venv's python if there is one, else python3) and runs the CUDA-vs-reference tests; fails, never
+# skips, when it cannot. Logs go to LOG.
+LOG ?= logs/gpu-check
+GPU_PYTHON ?= $(if $(wildcard $(PY)),$(PY),python3)
+gpu-check:
+	$(GPU_PYTHON) engine/tools/gpu_check.py $(LOG)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -114,12 +114,13 @@ def edit_samples(edit: Mapping[str, Any], size: tuple[int, int] = (256, 512)) ->
         else:
             yield ds[int(index)]
         return
-    e = load_edit(EXAMPLE_EDIT if kind == "synthetic" else edit)
+    e = load_edit(edit)
     if kind == "synthetic":
-        label, inst = (resize_map(a, size) for a in _label_pair(e.original, "edit.original"))
-        stroke = synthetic_stroke_mask(size[0], size[1], float(edit["area"]), int(edit.get("seed", 0)))
+        base = load_edit(EXAMPLE_EDIT)
+        label, inst = (resize_map(a, size) for a in _label_pair(base.original, "edit.original"))
+        stroke = synthetic_stroke_mask(size[0], size[1], e.area, e.seed)
         new_label, new_inst = paint_stroke(label, inst, stroke)
-        yield EditSample(f"synthetic_{edit['area']}_{edit.get('seed', 0)}", label, inst, new_label, new_inst)
+        yield EditSample(f"synthetic_{edit['area']}_{e.seed}", label, inst, new_label, new_inst)
         return
     if e.original is None or e.edited is None:
         raise EditError(f"GauGAN edits are label-map pairs: edit {e.name!r} needs edit.original and edit.edited")

@@ -55,7 +55,8 @@ def sdedit_masks(
         diff = sige_utils.compute_difference_mask(original, edited, eps=SDEDIT_EPS)
     dilated = sige_utils.dilate_mask(diff, SDEDIT_DILATION)
     masks = sige_utils.downsample_mask(dilated, min_res=(4, 4), dilation=1)
-    decoder = sige_utils.downsample_mask(sige_utils.dilate_mask(dilated, DECODER_EXTRA_DILATION), (4, 4), 0)
+    # dilated by 40 px before the pyramid, so its levels need no dilation of their own (a plain dict: no warning)
+    decoder = dict(sige_utils.downsample_mask(sige_utils.dilate_mask(dilated, DECODER_EXTRA_DILATION), (4, 4), 0))
     return diff, masks, decoder
 
 

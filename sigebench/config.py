@@ -57,9 +57,16 @@ ConfigStore.instance().store(name="schema", node=Schema)
 
 
 def plain(cfg: Any) -> Any:
-    """A composed config as plain dicts and lists (interpolations resolved)."""
+    """A composed config as plain dicts and lists (interpolations resolved); a required value that was not
+    given (``???``, e.g. ``edit=custom`` without ``edit.original=PATH``) is a :class:`ConfigError` naming it."""
+    from omegaconf.errors import MissingMandatoryValue
+
     if OmegaConf.is_config(cfg):
-        return OmegaConf.to_container(cfg, resolve=True)
+        try:
+            return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        except MissingMandatoryValue as e:
+            key = getattr(e, "full_key", None) or "a setting"
+            raise ConfigError(f"{key} is required but was not given: add {key}=... to the command") from None
     return cfg
 
 

@@ -115,10 +115,11 @@ def load_edit(edit: Mapping[str, Any]) -> Edit:
     if kind not in KINDS:
         raise EditError(f"edit {name!r}: unknown kind {kind!r}; use one of {', '.join(KINDS)}")
     seed = edit.get("seed")
-    try:
-        seed = 0 if seed is None else int(seed)
-    except (TypeError, ValueError):
-        raise EditError(f"edit.seed must be an integer, got {seed!r}") from None
+    if seed is None:
+        seed = 0
+    elif isinstance(seed, bool) or not isinstance(seed, int | str) or not str(seed).strip().lstrip("-").isdigit():
+        raise EditError(f"edit.seed must be an integer, got {seed!r}")
+    seed = int(seed)
     meta = {k: edit[k] for k in ("prompt",) if edit.get(k) is not None}
     if kind == "synthetic":
         area = edit.get("area")

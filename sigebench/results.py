@@ -27,7 +27,7 @@ from typing import Any
 # The benchmark contract's columns first, then provenance; other keys follow in order of appearance.
 COLUMNS = [
     "model", "component", "edit", "variant", "macs", "latency_ms", "latency_ms_min", "latency_ms_max",
-    "peak_mem_mb", "edited_fraction", "active_fraction", "threads", "device", "dtype", "weights",
+    "peak_mem_mb", "cache_mb", "edited_fraction", "active_fraction", "threads", "device", "dtype", "weights",
     "backend", "block_grid", "settings", "settings_key", "command", "machine", "cpu_features", "load_1m", "torch",
     "code_version", "timestamp",
 ]  # fmt: skip
@@ -76,7 +76,8 @@ class ResultsStore:
             self.shards.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise ResultsError(f"cannot create the results folder {self.shards}: {e.strerror or e}") from e
-        name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}.jsonl"
+        sec, ns = divmod(time.time_ns(), 10**9)  # microseconds: shards of one process sort in write order
+        name = f"{time.strftime('%Y%m%dT%H%M%S', time.localtime(sec))}.{ns // 1000:06d}-{uuid.uuid4().hex[:12]}.jsonl"
         final, tmp = self.shards / name, self.shards / f".{name}.tmp"
         text = "".join(json.dumps({"row_id": uuid.uuid4().hex, **r}, default=str) + "\n" for r in rows)
         try:

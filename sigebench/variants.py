@@ -134,6 +134,7 @@ def measure_variants(
             row.update(macs=paper, macs_with_fused_attention=total)
             row["active_fraction"] = round(active_fraction(model, grid), 6)
             row.update(timed(lambda: model(*edited_args), timing, device))
+            row["cache_mb"] = round(model.cache_nbytes() / 2**20, 2)  # what the session holds besides the weights
             rows[variant] = row
             model.set_mode("full")
     model.clear_cache()

@@ -12,6 +12,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
+#include <type_traits>
 
 #ifdef __CUDACC__
 #define SIGE_HD __host__ __device__ __forceinline__
@@ -157,7 +159,8 @@ SIGE_HD float gelu_f(float x) {
   p = p * t - 1.2651997804641724f;
   const float erfc = t * exp_f(p - z * z);
   const float one_plus_erf = x < 0.0f ? erfc : 2.0f - erfc;
-  return x * 0.5f * one_plus_erf;
+  // torch's CPU gelu maps +inf to NaN (as it does -inf); follow it so that sparse agrees with dense
+  return x == std::numeric_limits<float>::infinity() ? 0.0f * x : x * 0.5f * one_plus_erf;
 #endif
 }
 SIGE_HD double gelu_f(double x) {
@@ -170,9 +173,20 @@ SIGE_HD T activate(T x) {
     return x;
   } else if constexpr (ACT == ACT_SWISH) {
     const T sig = T(1) / (T(1) + exp_f(-x));
-    return x * sig;
+    if constexpr (std::is_same_v<T, float>) {
+      // Below the clamp of exp_f the product is 0 to float precision, and 0 * x turns -inf into
+      // NaN as torch's silu does (the clamped sigmoid would keep -inf).
+#ifdef __CUDA_ARCH__
+      const float lo = -87.0f;  // the host bound lives in host memory
+#else
+      const float lo = kExpArgMin;
+#endif
+      return x < lo ? 0.0f * x : x * sig;
+    } else {
+      return x * sig;
+    }
   } else if constexpr (ACT == ACT_RELU) {
-    return x > T(0) ? x : T(0);
+    return x < T(0) ? T(0) : x;  // NaN stays NaN (as torch.relu)
   } else if constexpr (ACT == ACT_LEAKY_RELU) {
     return x > T(0) ? x : x * T(kLeakySlope);
   } else if constexpr (ACT == ACT_GELU) {

@@ -46,13 +46,22 @@ def compute_difference_mask(
     """Boolean mask of pixels where ``|original - edited| > eps`` in any channel.
 
     Accepts ``[H, W]``, ``[C, H, W]`` or ``[B, C, H, W]`` inputs of identical shape. Returns ``[H, W]``
-    for 2-D/3-D inputs and for batch 1, and a per-sample ``[B, H, W]`` mask for batch > 1.
+    for 2-D/3-D inputs and for batch 1, and a per-sample ``[B, H, W]`` mask for batch > 1. Non-finite values
+    (NaN, inf) are refused: a dense pass would spread them (through normalisation statistics and attention)
+    where a sparse pass cannot, so no mask could make the two agree.
     """
     a, b = _as_tensor(original), _as_tensor(edited)
     if a.shape != b.shape:
         raise ValueError(f"original and edited must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
     if a.dim() not in (2, 3, 4):
         raise ValueError(f"expected a [H,W], [C,H,W] or [B,C,H,W] input, got shape {tuple(a.shape)}")
+    for name, t in (("original", a), ("edited", b)):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            n = int((~torch.isfinite(t)).sum())
+            raise ValueError(
+                f"the {name} input has {n} non-finite value(s) (NaN or inf); sparse passes cannot reproduce what a "
+                "dense pass does with them - replace them (torch.nan_to_num) before computing the difference mask"
+            )
     diff = (a.float() - b.float()).abs() > eps
     if a.dim() == 2:
         return diff
@@ -93,6 +102,19 @@ def dilate_mask(
     return out.numpy() if is_numpy else out
 
 
+class MaskPyramid(dict):
+    """``{(h, w): bool mask}`` of :func:`downsample_mask`, remembering the per-level ``dilation`` it applied
+    (what :meth:`sige.nn.SIGEModel.set_masks` checks for exactness)."""
+
+    def __init__(self, levels: dict, dilation: tuple[int, int]):
+        super().__init__(levels)
+        self.dilation = dilation
+
+    def to(self, *args, **kwargs) -> MaskPyramid:
+        """Every level moved (``tensor.to`` arguments); the dilation is kept."""
+        return MaskPyramid({k: v.to(*args, **kwargs) for k, v in self.items()}, self.dilation)
+
+
 def downsample_mask(
     mask: torch.Tensor | np.ndarray,
     min_res: PairLike = 4,
@@ -100,34 +122,49 @@ def downsample_mask(
     threshold: float = 0.3,
     eps: float = 1e-3,
     shape: Literal["square", "cross"] = "square",
-) -> dict[tuple[int, int], torch.Tensor]:
+    sizes: Sequence[PairLike] | None = None,
+) -> MaskPyramid:
     """The resolution pyramid ``{(h, w): bool mask}`` of a ``[H, W]`` (or per-sample ``[B, H, W]``) mask.
 
     Level by level: binarise the float mask at ``min(threshold, max - eps)`` (so a tiny edit never
     vanishes), dilate it, store it; halve (floor) the size and stop once both sides are below
-    ``min_res``; otherwise interpolate the *float* mask bilinearly to the new size. An all-zero
-    mask yields all-zero masks (the original engine made it fully dense). Pass ``shape="cross"`` for
-    the original's dilation element (``sige.utils.downsample_mask`` does).
+    ``min_res``; otherwise interpolate the *float* mask bilinearly to the new size. ``sizes`` instead
+    gives the levels themselves, e.g. the resolutions a model really runs at (stride-2 convs round up:
+    ``model.mask_resolutions()`` after a full pass), for inputs whose sides are not powers of two.
+    An all-zero mask yields all-zero masks (the original engine made it fully dense). Pass
+    ``shape="cross"`` for the original's dilation element (``sige.utils.downsample_mask`` does).
+
+    Exactness: a sparse pass equals the dense one when every level covers the edit dilated by the
+    receptive field of the sparse convs that share its blocks (``dilation=1`` for 3x3 convs chained
+    through a ScatterGather, as in a ResBlock); ``dilation=0`` gives approximate results.
     """
     m = _as_tensor(mask)
     if m.dim() not in (2, 3):
         raise ValueError(f"mask must be [H,W] or [B,H,W], got shape {tuple(m.shape)}")
-    min_h, min_w = _pair(min_res, "min_res")
     x = m.float().reshape(-1, 1, *m.shape[-2:])
-    h, w = x.shape[-2:]
+    if sizes is not None:
+        levels = sorted({_pair(s, "sizes entry") for s in sizes}, key=lambda hw: hw[0] * hw[1], reverse=True)
+        if not levels or min(min(hw) for hw in levels) < 1:
+            raise ValueError(f"sizes must be a non-empty list of positive (h, w) sizes, got {sizes!r}")
+    else:
+        min_h, min_w = _pair(min_res, "min_res")
+        levels, (h, w) = [], tuple(x.shape[-2:])
+        while True:
+            levels.append((h, w))
+            h, w = h // 2, w // 2
+            if (h < min_h and w < min_w) or h == 0 or w == 0:
+                break
     masks: dict[tuple[int, int], torch.Tensor] = {}
-    while True:
+    for h, w in levels:
+        if (h, w) != tuple(x.shape[-2:]):
+            x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
         # Per-sample threshold: each sample keeps at least its own strongest pixel.
         peak = x.amax(dim=(1, 2, 3), keepdim=True)
         t = torch.clamp(peak - eps, max=threshold)
         binary = (x > t) & (peak > 0)
         binary = binary.reshape(*m.shape[:-2], h, w)
         masks[(h, w)] = dilate_mask(binary, dilation, shape=shape)
-        h, w = h // 2, w // 2
-        if (h < min_h and w < min_w) or h == 0 or w == 0:
-            break
-        x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
-    return masks
+    return MaskPyramid(masks, _pair(dilation, "dilation"))
 
 
 def num_blocks(

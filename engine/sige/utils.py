@@ -26,6 +26,6 @@ def downsample_mask(
     dilation: PairLike = 1,
     threshold: float = 0.3,
     eps: float = 1e-3,
-) -> dict[tuple[int, int], torch.Tensor]:
+) -> _mask.MaskPyramid:
     """Resolution pyramid with the original's cross-shaped per-level dilation."""
     return _mask.downsample_mask(mask, min_res, dilation, threshold, eps, shape="cross")

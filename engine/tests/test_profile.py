@@ -41,4 +41,44 @@ def test_resblock_profile_counts_fused_elementwise_work():
 def test_latency_and_memory_helpers():
     r = measure_latency(lambda: torch.ones(100).sum(), warmup=1, repeats=3)
     assert r.repeats >= 3 and r.min_ms <= r.median_ms <= r.max_ms and r.threads == torch.get_num_threads()
-    assert peak_memory_mb(lambda: torch.ones(4096, 4096).sum()) >= 0.0
+    assert 64.0 <= peak_memory_mb(lambda: torch.ones(4096, 4096).sum()) < 64.01  # the tensor and a scalar
+
+
+def test_peak_memory_matches_the_resident_set_when_malloc_returns_every_block(tmp_path):
+    """With glibc returning every large block to the system (mmap threshold 64 KiB), the resident set
+    tracks live memory; its peak growth during a conv stack must match the allocator figure."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "probe.py"
+    script.write_text(
+        """
+import os, threading, time, torch
+from sige.profile import peak_memory_mb
+torch.set_num_threads(1)
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+x, conv = torch.randn(1, 32, 192, 192), torch.nn.Conv2d(32, 32, 3, padding=1)
+def work():
+    h = x
+    for _ in range(4):
+        h = torch.relu(conv(h)) + h
+    return h.sum()
+with torch.no_grad():
+    work()
+    base, peak, stop = rss(), [0], threading.Event()
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], rss()); time.sleep(0.0002)
+    t = threading.Thread(target=sample); t.start(); work(); stop.set(); t.join()
+    print((peak[0] - base) / 2**20, peak_memory_mb(work))
+"""
+    )
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    rss_mb, alloc_mb = (float(v) for v in out.stdout.split())
+    assert alloc_mb > 4 * 32 * 192 * 192 * 4 / 2**20 / 2  # at least the conv outputs that are alive at once
+    assert abs(rss_mb - alloc_mb) <= 0.1 * alloc_mb, (rss_mb, alloc_mb)

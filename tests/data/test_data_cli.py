@@ -55,3 +55,17 @@ def test_module_entry_point_exits_nonzero_without_traceback(tmp_path):
         r.stderr.strip()
         == f"error: no manifest 'nope': {tmp_path / 'nope.yaml'} does not exist (no manifests in {tmp_path})"
     )
+
+
+def test_read_only_data_root_is_one_line(tmp_path, monkeypatch, capsys):
+    """Root ignores file modes, so the refusal a read-only folder gives is simulated at mkdir."""
+    root = tmp_path / "ro"
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    monkeypatch.setenv("SIGE_DATA_MIRROR", "")
+    assert main(["path", "example_edits", "engine/mask.npy", "--root", str(root)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Permission denied" in err[0] and str(root) in err[0] and "SIGE_DATA" in err[0]

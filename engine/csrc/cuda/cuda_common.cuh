@@ -112,6 +112,13 @@ inline void check_cuda(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.is_cuda(), "sige: ", name, " must be a CUDA tensor");
 }
 
+// Indices live on the map's device: a kernel handed host indices would read host memory from the
+// device (an illegal access that breaks every later CUDA call in the process).
+inline void check_indices_on(const at::Tensor& idx, const at::Tensor& map, const char* map_name) {
+  TORCH_CHECK(idx.device() == map.device(), "sige: indices are on ", idx.device(), " but ", map_name, " is on ",
+              map.device());
+}
+
 inline void check_same(const at::Tensor& a, const at::Tensor& b, const char* an, const char* bn) {
   TORCH_CHECK(a.scalar_type() == b.scalar_type(), "sige: ", an, " (", a.scalar_type(), ") and ", bn, " (",
               b.scalar_type(), ") must have the same dtype");

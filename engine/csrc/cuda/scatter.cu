@@ -107,6 +107,7 @@ at::Tensor scatter_(at::Tensor out, const at::Tensor& tiles_in, const at::Tensor
   check_same(out, tiles_in, "out", "tiles");
   TORCH_CHECK(sh > 0 && sw > 0, "sige: strides must be positive");
   const c10::cuda::CUDAGuard guard(out.device());
+  check_indices_on(indices, out, "out");
   const at::Tensor idx = indices_i32(indices);
   const int64_t B = out.size(0), C = out.size(1), H = out.size(2), W = out.size(3), N = idx.size(0);
   check_tiles(tiles_in, B, C, N);
@@ -138,6 +139,7 @@ at::Tensor copy_tiles_(at::Tensor dst, const at::Tensor& src, const at::Tensor& 
   TORCH_CHECK(src.sizes() == dst.sizes(), "sige: copy_tiles_ needs src and dst of the same shape");
   TORCH_CHECK(th >= 0 && tw >= 0 && sh > 0 && sw > 0, "sige: invalid tile size or stride");
   const c10::cuda::CUDAGuard guard(dst.device());
+  check_indices_on(indices, dst, "dst");
   const at::Tensor idx = indices_i32(indices);
   const int64_t B = dst.size(0), C = dst.size(1), H = dst.size(2), W = dst.size(3), N = idx.size(0);
   const int64_t total = B * N * C * th * tw;
@@ -168,6 +170,7 @@ at::Tensor block_residual_(at::Tensor out, const at::Tensor& tiles_in, const at:
               original_residual.sizes(), ", expected ", out.sizes());
   TORCH_CHECK(sh > 0 && sw > 0, "sige: strides must be positive");
   const c10::cuda::CUDAGuard guard(out.device());
+  check_indices_on(indices, out, "out");
   const at::Tensor idx = indices_i32(indices);
   const int64_t B = out.size(0), C = out.size(1), H = out.size(2), W = out.size(3), N = idx.size(0);
   check_tiles(tiles_in, B, C, N);

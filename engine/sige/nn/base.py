@@ -130,17 +130,57 @@ class SIGEModel(nn.Module):
         return [m for m in self.modules() if isinstance(m, SIGEModule)]
 
     def set_masks(self, masks: Mapping[tuple[int, int], torch.Tensor], block_grid: str = "trimmed") -> None:
-        """Set the per-resolution masks. ``block_grid="original"`` keeps the original engine's block grid
-        (blocks whose output lies outside the map included) so that published MAC counts reproduce."""
+        """Set the per-resolution masks (one per resolution a sparse module runs at: see
+        :meth:`mask_resolutions`). ``block_grid="original"`` keeps the original engine's block grid (blocks whose
+        output lies outside the map included) so that published MAC counts reproduce.
+
+        Exactness: a sparse pass equals the dense one (with the frozen statistics) when every level covers the
+        edit dilated by the receptive field of the sparse convs that share its blocks; masks of
+        :func:`sige.mask.downsample_mask` with ``dilation >= 1`` do for 3x3 ResBlocks. A pyramid built with
+        ``dilation=0`` for a model with chained sparse convs gets a warning (once per model).
+        """
         if block_grid not in ("trimmed", "original"):
             raise ValueError(f"block_grid must be 'trimmed' or 'original', got {block_grid!r}")
+        dilation = getattr(masks, "dilation", None)
         masks = _normalise_masks(masks)
+        device = next((p.device for p in self.parameters()), None)
+        for key, m in masks.items():
+            if device is not None and m.device.type != device.type:
+                raise ValueError(
+                    f"the mask for {key} is on {m.device} but the model is on {device}; move the masks first "
+                    f"({{k: v.to({str(device)!r}) for k, v in masks.items()}})"
+                )
+        if dilation is not None and min(dilation) == 0 and not getattr(self, "_warned_dilation", False):
+            from sige.nn.scatter_gather import ScatterGather
+
+            if any(isinstance(m, ScatterGather) for m in self.modules()):
+                import warnings
+
+                self._warned_dilation = True
+                warnings.warn(
+                    f"{type(self).__name__}: the mask pyramid was built with dilation 0, but chained sparse convs "
+                    "(ScatterGather) need the edit dilated by their receptive field for sparse passes to equal "
+                    "dense ones; build it with sige.mask.downsample_mask(..., dilation=1) or larger",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
         self.timestamp += 1
         cache: dict = {"block_grid": block_grid}
         for name, module in self.named_modules():
             if isinstance(module, SIGEModule):
                 module._sige_name = name or type(module).__name__
                 module.set_mask(masks, cache, self.timestamp)
+
+    def mask_resolutions(self) -> list[tuple[int, int]]:
+        """The resolutions ``set_masks`` needs a mask for (the inputs of every Gather, recorded by the last full
+        pass), largest first: pass them as ``sige.mask.downsample_mask(mask, sizes=...)`` for inputs whose sides
+        are not powers of two (stride-2 convs round up where halving rounds down)."""
+        from sige.nn.gather import Gather
+
+        res = {m.input_res for m in self.modules() if isinstance(m, Gather) and m.input_res is not None}
+        if not res:
+            raise RuntimeError(f"{type(self).__name__}: run one full forward pass first (the sizes are recorded then)")
+        return sorted(res, key=lambda hw: hw[0] * hw[1], reverse=True)
 
     def set_mode(self, mode: str) -> None:
         if mode not in MODES:

@@ -39,6 +39,7 @@ class Gather(SIGEModule):
         self.activation_first = activation_first
         self.verbose = verbose
         self.input_res: tuple[int, int] | None = None
+        self.input_batch: int | None = None
         self.output_res: tuple[int, int] | None = None  # recorded by the paired scatter in full mode
         self.active_indices: torch.Tensor | None = None
 
@@ -75,10 +76,17 @@ class Gather(SIGEModule):
     ) -> torch.Tensor:
         self.check_dim(x, scale, shift)
         self.check_dtype(x, scale, shift)
+        weight = self._conv.module.weight
+        if x.dtype != weight.dtype:
+            raise TypeError(
+                f"{self._label()}: the input is {str(x.dtype).replace('torch.', '')} but the model's weights are "
+                f"{str(weight.dtype).replace('torch.', '')}; convert one to the other (x.to(dtype) or model.to(dtype))"
+            )
         if self.mode == "full":
             if scale is not None or shift is not None:
                 raise ValueError(f"{self._label()}: scale/shift are fused only in sparse mode; apply the norm in full")
             self.input_res = (int(x.shape[2]), int(x.shape[3]))
+            self.input_batch = int(x.shape[0])
             return x
         indices = self.require_indices()
         if self.input_res is not None and tuple(x.shape[2:]) != self.input_res:
@@ -102,9 +110,15 @@ class Gather(SIGEModule):
         if res not in masks:
             raise KeyError(
                 f"{self._label()} needs a mask at resolution {res}, but set_masks got only {sorted(masks)}; "
-                "build the pyramid with sige.mask.downsample_mask down to the smallest sparse resolution"
+                "build the pyramid with sige.mask.downsample_mask down to the smallest sparse resolution (for sides "
+                "that are not powers of two: downsample_mask(mask, sizes=model.mask_resolutions()))"
             )
         self.mask = masks[res]
+        if self.mask.dim() == 3 and self.input_batch is not None and self.mask.shape[0] not in (1, self.input_batch):
+            raise ValueError(
+                f"{self._label()}: the mask at {res} has {self.mask.shape[0]} samples but the full pass had a batch "
+                f"of {self.input_batch}; give one mask per sample, or one [H, W] mask for all"
+            )
         grid = cache.get("block_grid", "trimmed")
         if grid == "trimmed" and self.output_res is None:
             grid = "original"  # output size unknown (no paired scatter ran): keep every candidate block

@@ -69,7 +69,7 @@ class ScatterGather(CachedOutput):
             return profile_blocks(x, int(x.shape[0]), gather.block_size, scale, shift, self.activation_name)
         out = ops.scatter_gather(
             x, base, gather.block_size, indices, self.scatter_map, scale, shift,
-            self.activation_name, self.activation_first,
+            self.activation_name, self.activation_first, check_map=False,  # built in set_masks for these indices
         )  # fmt: skip
         if self.sparse_update:
             geo = gather.geometry

@@ -69,6 +69,28 @@ def _check_tiles(tiles: torch.Tensor, B: int, N: int, C: int, name: str = "tiles
         )
 
 
+def _check_scatter_map(smap: torch.Tensor, H: int, W: int, N: int, tile: tuple[int, int], device: torch.device) -> None:
+    """Every backend refuses the same maps: wrong shape, dtype or device, or an entry naming a tile
+    position that does not exist (the kernels would read out of bounds). On CUDA the range check
+    synchronises; the engine's own modules skip it (``check_map=False``) for the maps they build."""
+    if not isinstance(smap, torch.Tensor) or tuple(smap.shape) != (H, W, 3):
+        got = tuple(smap.shape) if isinstance(smap, torch.Tensor) else type(smap).__name__
+        raise ValueError(f"scatter map has shape {got}, expected ({H}, {W}, 3); build it with ops.get_scatter_map")
+    if smap.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"scatter map must be int32 or int64, got {smap.dtype}")
+    if smap.device != device:
+        raise ValueError(f"scatter map is on {smap.device} but the original map is on {device}")
+    block, row, col = smap.unbind(-1)
+    covered = block >= 0
+    bad = (block < -1) | (block >= N) | (covered & ((row < 0) | (row >= tile[0]) | (col < 0) | (col >= tile[1])))
+    if bool(bad.any()):
+        h, w = (int(v) for v in bad.nonzero()[0])
+        raise ValueError(
+            f"scatter map entry {tuple(int(v) for v in smap[h, w])} at ({h}, {w}) is out of range for {N} tiles "
+            f"of {tile[0]}x{tile[1]}; was the map built for these active indices and this tile size?"
+        )
+
+
 def gather(
     x: torch.Tensor,
     block_size: tuple[int, int],
@@ -191,13 +213,20 @@ def scatter_gather(
     shift: torch.Tensor | None = None,
     activation: str = "identity",
     activation_first: bool = False,
+    *,
+    check_map: bool = True,
 ) -> torch.Tensor:
-    """Fused "scatter ``tiles`` into ``original``, then gather blocks" without materialising the map."""
+    """Fused "scatter ``tiles`` into ``original``, then gather blocks" without materialising the map.
+
+    ``check_map=False`` skips the range check of ``scatter_map`` (a device sync on CUDA); only for
+    maps that :func:`get_scatter_map` built for these ``indices`` and the tiles' size."""
     _check_act(original, "original")
     _check_indices(indices, original.device)
     B, C, H, W = original.shape
     _check_tiles(tiles, B, indices.shape[0], C)
-    if tuple(scatter_map.shape) != (H, W, 3):
+    if check_map:
+        _check_scatter_map(scatter_map, H, W, indices.shape[0], tuple(tiles.shape[-2:]), original.device)
+    elif tuple(scatter_map.shape) != (H, W, 3):
         raise ValueError(f"scatter map has shape {tuple(scatter_map.shape)}, expected ({H}, {W}, 3)")
     _check_affine(scale, "scale", (B, C, H, W), original.device)
     _check_affine(shift, "shift", (B, C, H, W), original.device)

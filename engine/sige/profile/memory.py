@@ -1,30 +1,46 @@
-"""Peak memory of a call: CUDA allocator peak on GPUs, resident-set growth (sampled) on the CPU."""
+"""Peak tensor memory of a call, from the allocator's own records.
+
+CUDA: the caching allocator's peak (``torch.cuda.max_memory_allocated``). CPU: the allocation and
+free events that torch's CPU allocator reports to the profiler (``profile_memory=True``), replayed in
+time order. Both count the tensor bytes live during the call above what was live when it started
+(weights and caches held before the call are excluded; caches the call fills are included). The
+resident set is not used: after a warm-up, malloc reuses freed pages, so RSS growth reads ~0 for a
+pass that allocates gigabytes.
+"""
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
 
 import torch
 
 
-def _rss_bytes() -> int:
-    try:
-        with open(f"/proc/{os.getpid()}/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError):  # non-Linux: fall back to the high-water mark
-        import resource
+def _cpu_peak_bytes(fn: Callable[[], object]) -> int:
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # silences kineto on stderr (read at its first use)
+    from torch.profiler import ProfilerActivity, profile
 
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    try:
+        events = prof.profiler.kineto_results.events()
+    except AttributeError as exc:  # the record layout changed in this torch version
+        raise RuntimeError(
+            f"sige.profile.peak_memory_mb cannot read the profiler's memory events in torch {torch.__version__} "
+            f"({exc}); report it with your torch version"
+        ) from exc
+    cpu = torch.autograd.DeviceType.CPU
+    deltas = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]" and e.device_type() == cpu)
+    live = peak = 0
+    for _, nbytes in deltas:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
 
 
 @torch.no_grad()
-def peak_memory_mb(fn: Callable[[], object], device: str = "cpu", interval_s: float = 0.002) -> float:
-    """Peak memory (MiB) used while ``fn()`` runs, above what was in use before the call.
-
-    CUDA: ``torch.cuda.max_memory_allocated``. CPU: the resident set sampled every ``interval_s``
-    (an estimate: allocations freed between samples can be missed)."""
+def peak_memory_mb(fn: Callable[[], object], device: str = "cpu") -> float:
+    """Peak tensor memory (MiB) live while ``fn()`` runs, above what was live before the call."""
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         before = torch.cuda.memory_allocated()
@@ -32,22 +48,4 @@ def peak_memory_mb(fn: Callable[[], object], device: str = "cpu", interval_s: fl
         fn()
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - before) / 2**20
-    base = _rss_bytes()
-    peak = base
-    stop = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not stop.is_set():
-            peak = max(peak, _rss_bytes())
-            stop.wait(interval_s)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    try:
-        fn()
-    finally:
-        stop.set()
-        thread.join()
-    peak = max(peak, _rss_bytes())
-    return max(peak - base, 0) / 2**20
+    return _cpu_peak_bytes(fn) / 2**20
