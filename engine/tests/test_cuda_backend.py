@@ -260,3 +260,18 @@ def test_sparse_model_matches_dense_on_cuda(dtype):
         sparse = model(x1)
     tol = 1e-5 if dtype == torch.float32 else 2e-2
     torch.testing.assert_close(sparse, dense, rtol=tol, atol=tol)
+
+
+def test_custom_operators_on_cuda():
+    from sige.ops import library
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 3, 12, 14, generator=g).to(DEV)
+    idx = reduce_mask(random_mask((12, 14), "random", g), 6, 4, 1).to(DEV)
+    tiles = torch.randn(2 * idx.shape[0], 3, 4, 4, generator=g).to(DEV)
+    smap = ops.get_scatter_map(12, 14, (6, 6), (3, 3), (1, 1), (1, 1), idx)
+    checks = ("test_schema", "test_faketensor", "test_aot_dispatch_static")
+    torch.library.opcheck(library.gather, (x, 6, 6, idx, None, None, "gelu", False), test_utils=checks)
+    torch.library.opcheck(library.scatter_, (x.clone(), tiles, idx, 1, 1, 1, 1, None), test_utils=checks)
+    torch.library.opcheck(library.scatter_gather, (tiles, x, 6, 6, idx, smap, None, None, "swish", True),
+                          test_utils=checks)  # fmt: skip

@@ -16,7 +16,10 @@ MODES = ("full", "sparse", "profile")
 
 
 def tensor_version(t: torch.Tensor) -> int | None:
-    """In-place modification counter of ``t`` (None for inference-mode tensors, which have none)."""
+    """In-place modification counter of ``t`` (None for inference-mode tensors, which have none, and while
+    torch.compile traces: the counter is not traceable, so compiled passes skip the stale-cache checks)."""
+    if torch.compiler.is_compiling():
+        return None
     try:
         return t._version
     except RuntimeError:

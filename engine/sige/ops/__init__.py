@@ -12,6 +12,7 @@ import torch
 
 from sige import backends
 from sige.activations import check_activation
+from sige.ops import library
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -25,6 +26,10 @@ __all__ = [
     "scatter_",
     "scatter_gather",
 ]
+
+
+def _ints(pair: tuple[int, int]) -> tuple[int, int]:
+    return int(pair[0]), int(pair[1])
 
 
 def _check_act(x: torch.Tensor, name: str) -> None:
@@ -108,9 +113,10 @@ def gather(
     _check_affine(shift, "shift", tuple(x.shape), x.device)
     check_activation(activation)
     x = x.contiguous()
-    return backends.for_device(x.device.type).gather(
-        x, tuple(block_size), indices, scale, shift, activation, activation_first
-    )
+    bh, bw = (int(v) for v in block_size)
+    if torch.compiler.is_compiling():
+        return library.gather(x, bh, bw, indices, scale, shift, activation, activation_first)
+    return backends.for_device(x.device.type).gather(x, (bh, bw), indices, scale, shift, activation, activation_first)
 
 
 def scatter_(
@@ -130,6 +136,9 @@ def scatter_(
     B, C = out.shape[:2]
     _check_tiles(tiles, B, indices.shape[0], C)
     _check_affine(residual, "residual", tuple(out.shape), out.device)
+    if torch.compiler.is_compiling():
+        library.scatter_(out, tiles.contiguous(), indices, *_ints(offset), *_ints(stride), residual)
+        return out
     return backends.for_device(out.device.type).scatter_(
         out, tiles.contiguous(), indices, tuple(offset), tuple(stride), residual
     )
@@ -160,6 +169,9 @@ def copy_tiles_(
     if src.shape != dst.shape or src.dtype != dst.dtype or not (src.is_contiguous() and dst.is_contiguous()):
         raise ValueError("copy_tiles_ needs contiguous src and dst of the same shape and dtype")
     _check_indices(indices, dst.device)
+    if torch.compiler.is_compiling():
+        library.copy_tiles_(dst, src, indices, *_ints(tile_size), *_ints(offset), *_ints(stride))
+        return dst
     return backends.for_device(dst.device.type).copy_tiles_(
         dst, src, indices, tuple(tile_size), tuple(offset), tuple(stride)
     )
@@ -181,6 +193,11 @@ def block_residual_(
         raise ValueError(
             f"cached shortcut output has shape {tuple(original_residual.shape)}, expected {tuple(out.shape)}"
         )
+    if torch.compiler.is_compiling():
+        library.block_residual_(
+            out, tiles.contiguous(), indices, *_ints(offset), *_ints(stride), original_residual.contiguous()
+        )
+        return out
     return backends.for_device(out.device.type).block_residual_(
         out, tiles.contiguous(), indices, tuple(offset), tuple(stride), original_residual.contiguous()
     )
@@ -198,6 +215,10 @@ def get_scatter_map(
     """``int32 [H, W, 3]``: for each output pixel, (block, row, col) of the tile that covers it, or -1."""
     if indices.dim() != 2 or indices.shape[1] != 2:
         raise ValueError(f"active indices must be [N, 2], got {tuple(indices.shape)}")
+    if torch.compiler.is_compiling():
+        return library.get_scatter_map(
+            int(H), int(W), *_ints(block_size), *_ints(kernel_size), *_ints(offset), *_ints(stride), indices
+        )
     return backends.for_device(indices.device.type).get_scatter_map(
         int(H), int(W), tuple(block_size), tuple(kernel_size), tuple(offset), tuple(stride), indices
     )
@@ -231,6 +252,11 @@ def scatter_gather(
     _check_affine(scale, "scale", (B, C, H, W), original.device)
     _check_affine(shift, "shift", (B, C, H, W), original.device)
     check_activation(activation)
+    if torch.compiler.is_compiling():
+        return library.scatter_gather(
+            tiles.contiguous(), original.contiguous(), *_ints(block_size), indices, scatter_map, scale, shift,
+            activation, activation_first,
+        )  # fmt: skip
     return backends.for_device(original.device.type).scatter_gather(
         tiles.contiguous(),
         original.contiguous(),
