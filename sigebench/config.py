@@ -139,3 +139,24 @@ def validate(cfg: Mapping[str, Any]) -> None:
 
         if not torch.cuda.is_available():
             raise ConfigError(f"device={device}: no CUDA device is available here; use device=cpu")
+    if device == "cpu" and cfg["dtype"] != "float32":
+        check_cpu_dtype(cfg["dtype"])
+
+
+# CPU features that make a reduced-precision dtype native (elsewhere oneDNN emulates it, slower than float32)
+NATIVE_CPU_DTYPE = {"bfloat16": ("avx512_bf16", "amx_bf16"), "float16": ("avx512_fp16", "amx_fp16")}
+
+
+def check_cpu_dtype(dtype: str) -> None:
+    """Refuse a reduced-precision dtype on a CPU that has no native support for it (it would be measured
+    slower than float32, a result about emulation, not about the engine)."""
+    from sigebench.provenance import cpu_features
+
+    have = set(cpu_features().split())
+    need = NATIVE_CPU_DTYPE[dtype]
+    if not have & set(need):
+        raise ConfigError(
+            f"dtype={dtype} on this CPU: it has none of {', '.join(need)} (features: {' '.join(sorted(have)) or '?'}), "
+            f"so {dtype} would be emulated and slower than float32; use dtype=float32 here, or a CPU with "
+            f"{' or '.join(need)}"
+        )

@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # What counts as "the code" of a measurement (a change anywhere here is a new code version).
 CODE_PATHS = ("engine", "sigebench", "diffusion", "gaugan", "sdxl", "configs", "scripts")
 # CPU features that decide which kernels run fast (recorded with every row, see `cpu_features`).
-_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma", "neon", "asimd")
+_FEATURES = (
+    "avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16", "amx_tile", "fma", "neon", "asimd",
+)  # fmt: skip
 
 
 def _cpuinfo() -> dict[str, str]:

@@ -120,6 +120,46 @@ def _fidelity_section(rows: pd.DataFrame) -> list[str]:
     return out
 
 
+def _dtype_section(rows: pd.DataFrame) -> list[str]:
+    """Reduced-precision rows beside the float32 row of the same case: speed and output fidelity."""
+    if "dtype" not in rows:
+        return []
+    low = rows[rows["dtype"].astype(str) != "float32"]
+    if low.empty:
+        return []
+    same = ["model", "component", "edit", "variant", "device", "threads"]
+    f32 = {tuple(r[k] for k in same): r for r in rows[rows["dtype"].astype(str) == "float32"].to_dict("records")}
+    out = [
+        "",
+        "## Reduced precision beside float32",
+        "",
+        "The same case in another dtype (bfloat16 only on CPUs with AVX512-BF16 or AMX). `vs float32` is the",
+        "reduced-precision latency against the float32 row of the same variant, machine and threads; `PSNR vs",
+        "float32` compares the output with the float32 dense output of the same input (random weights).",
+        "",
+        "| model | component | edit | variant | dtype | latency (ms) | float32 (ms) | vs float32 "
+        "| speedup vs its dense | PSNR vs float32 (dB) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    dense = {tuple(r[k] for k in [*same[:3], "device", "threads", "dtype"]): r for r in low.to_dict("records")
+             if r["variant"] == "original"}  # fmt: skip
+    for r in low.to_dict("records"):
+        ref = f32.get(tuple(r[k] for k in same))
+        lat = _num(r.get("latency_ms"))
+        ref_lat = _num(ref.get("latency_ms")) if ref else None
+        base = dense.get(tuple(r[k] for k in [*same[:3], "device", "threads", "dtype"]))
+        base_lat = _num(base.get("latency_ms")) if base else None
+        psnr = _num(r.get("psnr_vs_float32_db"))
+        vs32 = f"{ref_lat / lat:.2f}x" if lat and ref_lat else ""
+        speedup = f"{base_lat / lat:.2f}x" if lat and base_lat else ""
+        out.append(
+            f"| {r['model']} | {r['component']} | {r['edit']} | {r['variant']} | {r['dtype']} "
+            f"| {f'{lat:.2f}' if lat else ''} | {f'{ref_lat:.2f}' if ref_lat else ''} | {vs32} | {speedup} "
+            f"| {f'{psnr:g}' if psnr is not None else ''} |"
+        )
+    return out
+
+
 HEADER = [
     "# Efficiency: measured here vs published",
     "",
@@ -174,6 +214,7 @@ def render_table(rows: pd.DataFrame, published: pd.DataFrame, links: dict[tuple[
                 f"| {dev} {dtype} x{threads} | {paper} |"
             )
     lines += _fidelity_section(rows)
+    lines += _dtype_section(rows)
     return "\n".join(lines) + "\n"
 
 

@@ -118,10 +118,11 @@ def efficiency(cfg: Any) -> list[dict[str, Any]]:
             return done
     dtype = getattr(torch, cfg["dtype"])
     device = cfg["device"]["name"]
-    case = family.prepare(cfg["model"], cfg["edit"], component, device, dtype, cfg.get("weights"))
+    # reduced precision: built in float32, converted after the float output is taken (psnr_vs_float32_db)
+    case = family.prepare(cfg["model"], cfg["edit"], component, device, torch.float32, cfg.get("weights"))
     measured = measure_variants(
         case.model, case.original, case.edited, case.masks, list(cfg["variants"]), Timing(**cfg["timing"]),
-        device, case.configure, case.fidelity,
+        device, case.configure, case.fidelity, dtype,
     )  # fmt: skip
     common = {
         "model": cfg["model"]["name"],

@@ -87,6 +87,7 @@ def measure_variants(
     device: str = "cpu",
     configure: Callable[[SIGEModel, str], None] | None = None,
     fidelity: bool = False,
+    dtype: torch.dtype | None = None,
 ) -> list[dict[str, Any]]:
     """Measure a SIGEModel's variants on one edit: MACs (both conventions), latency, peak memory, active
     fraction and, with ``fidelity``, the PSNR of each sparse output against the dense one.
@@ -95,6 +96,10 @@ def measure_variants(
     on the edited input with the variant's block grid, after one full pass on the original input (the
     caches do not depend on the block grid, so it serves every sparse variant). ``configure(model,
     variant)`` may change the model per variant (block sizes, attention mode) before it runs.
+
+    ``dtype`` (e.g. bfloat16) different from the model's: the dense float output of the edited input is
+    computed first, then the model and the inputs are converted and every variant's row gets
+    ``psnr_vs_float32_db``, the PSNR of its output against that float output.
     """
     timing = timing or Timing()
     for variant in variants:
@@ -106,13 +111,26 @@ def measure_variants(
     model.set_mode("full")
     if configure is not None and "original" in variants:
         configure(model, "original")
-    dense = model(*edited_args).clone() if fidelity else None
+    reference = None  # the float output the reduced-precision outputs are compared with
+    if dtype is not None and dtype != _param_dtype(model):
+        reference = model(*edited_args).float()
+        model.clear_cache()
+        model.to(dtype)
+        original_args, edited_args = _cast(original_args, dtype), _cast(edited_args, dtype)
+
+    def vs_float(out: torch.Tensor) -> dict[str, float | None]:
+        if reference is None:
+            return {}
+        q = output_psnr(out.float(), reference)
+        return {"psnr_vs_float32_db": None if math.isinf(q) else round(q, 3)}
+
+    dense = model(*edited_args).clone() if fidelity or reference is not None else None
     if "original" in variants:
         paper, total = macs_by_convention(model, tuple(edited_args))
         rows["original"] = {
             "variant": "original", "backend": backend, "block_grid": "", "macs": paper,
             "macs_with_fused_attention": total, "active_fraction": 1.0,
-            **({"psnr_vs_dense_db": None} if fidelity else {}),
+            **({"psnr_vs_dense_db": None} if fidelity else {}), **(vs_float(dense) if dense is not None else {}),
             **timed(lambda: model(*edited_args), timing, device),
         }  # fmt: skip
     sparse_variants = [v for v in variants if v != "original"]
@@ -128,8 +146,11 @@ def measure_variants(
             model.set_mode("sparse")
             row = {"variant": variant, "backend": backend, "block_grid": grid}
             if dense is not None:
-                quality = output_psnr(model(*edited_args), dense)
-                row["psnr_vs_dense_db"] = None if math.isinf(quality) else round(quality, 3)
+                out = model(*edited_args)
+                if fidelity:
+                    quality = output_psnr(out, dense)
+                    row["psnr_vs_dense_db"] = None if math.isinf(quality) else round(quality, 3)
+                row.update(vs_float(out))
             paper, total = macs_by_convention(model, tuple(edited_args))
             row.update(macs=paper, macs_with_fused_attention=total)
             row["active_fraction"] = round(active_fraction(model, grid), 6)
@@ -140,6 +161,22 @@ def measure_variants(
     model.clear_cache()
     model.set_mode("full")
     return [rows[v] for v in variants]
+
+
+def _param_dtype(model: torch.nn.Module) -> torch.dtype | None:
+    return next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+
+
+def _cast(args: Any, dtype: torch.dtype) -> Any:
+    """Floating-point tensors in ``args`` (nested tuples, lists, dicts) in ``dtype``; integer tensors such as
+    timesteps or labels stay."""
+    if isinstance(args, torch.Tensor):
+        return args.to(dtype) if args.is_floating_point() else args
+    if isinstance(args, tuple | list):
+        return type(args)(_cast(a, dtype) for a in args)
+    if isinstance(args, dict):
+        return {k: _cast(v, dtype) for k, v in args.items()}
+    return args
 
 
 def active_tiles_mask(gather: Gather) -> torch.Tensor:
