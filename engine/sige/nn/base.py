@@ -90,11 +90,17 @@ class SIGEConv2d(nn.Conv2d, SIGEModule):
     def __init__(self, *args: Any, **kwargs: Any):
         nn.Conv2d.__init__(self, *args, **kwargs)
         SIGEModule.__init__(self, call_super=False)
+        # how sparse mode computes the blocks: see sige.nn.conv_algorithms (set_conv_algorithm)
+        self.algorithm = "conv"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "full":
             return super().forward(x)
-        if self.mode in ("sparse", "profile"):
+        if self.mode == "sparse" and self.algorithm != "conv":
+            from sige.nn import conv_algorithms
+
+            return conv_algorithms.run(self, x, self.algorithm)
+        if self.mode in ("sparse", "profile"):  # profile always convolves: MACs are counted on F.conv2d
             return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
         raise ValueError(f"unknown mode {self.mode!r}")
 

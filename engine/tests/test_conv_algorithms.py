@@ -1,0 +1,116 @@
+"""Per-layer conv algorithms of sparse mode: the GEMM path equals the conv, auto remembers its choice."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from helpers import ConvModel, random_mask
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sige.mask import dilate_mask
+from sige.nn import SIGEConv2d, conv_algorithms
+from sige.nn.conv_algorithms import CHOICES, load_choices, save_choices, set_conv_algorithm
+from sige.profile import macs
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(0, 5),
+    c=st.integers(1, 9),
+    co=st.integers(1, 9),
+    k=st.sampled_from([1, 2, 3, 5]),
+    stride=st.sampled_from([1, 2]),
+    dilation=st.sampled_from([1, 2]),
+    bias=st.booleans(),
+    size=st.integers(5, 12),
+    dtype=st.sampled_from([torch.float32, torch.bfloat16]),
+)
+def test_gemm_equals_conv(n, c, co, k, stride, dilation, bias, size, dtype):
+    if k == 1:
+        dilation = 1
+    layer = SIGEConv2d(c, co, k, stride=stride, dilation=dilation, bias=bias).to(dtype)
+    x = torch.randn(n, c, size, size).to(dtype)
+    if dilation * (k - 1) >= size:
+        return
+    with torch.no_grad():
+        want, got = conv_algorithms.conv(layer, x), conv_algorithms.gemm(layer, x)
+    assert got.shape == want.shape and got.is_contiguous() and got.dtype == dtype
+    tol = 1e-5 if dtype == torch.float32 else 3e-2
+    torch.testing.assert_close(got.float(), want.float(), rtol=tol, atol=tol)
+
+
+def _sparse_conv_model():
+    g = torch.Generator().manual_seed(3)
+    model = ConvModel(8, 16, 3, 1, 1, 6, act="swish").eval()
+    x0 = torch.randn(1, 8, 32, 32, generator=g)
+    mask = random_mask((32, 32), "random", g)
+    x1 = x0 + mask * torch.randn(1, 8, 32, 32, generator=g)
+    with torch.no_grad():
+        dense = model(x1)
+        model(x0)
+        model.set_masks({(32, 32): dilate_mask(mask, 1)})
+    model.set_mode("sparse")
+    return model, x1, dense
+
+
+@pytest.mark.parametrize("algorithm", ["conv", "gemm", "auto"])
+def test_sparse_model_is_dense_with_every_algorithm_and_counts_the_same_macs(algorithm):
+    model, x1, dense = _sparse_conv_model()
+    model.set_mode("profile")
+    base_macs = macs(model, (x1,))
+    set_conv_algorithm(model, algorithm)
+    model.set_mode("sparse")
+    with torch.no_grad():
+        out = model(x1)
+    torch.testing.assert_close(out, dense, rtol=1e-5, atol=1e-5)
+    model.set_mode("profile")
+    assert macs(model, (x1,)) == base_macs
+
+
+def test_auto_measures_once_per_shape_and_keeps_the_choice(monkeypatch):
+    model, x1, _ = _sparse_conv_model()
+    set_conv_algorithm(model, "auto")
+    CHOICES.clear()
+    calls = []
+    real = conv_algorithms._time
+    monkeypatch.setattr(conv_algorithms, "_time", lambda fn, device, repeats=3: calls.append(1) or real(fn, device, 1))
+    with torch.no_grad():
+        model(x1)
+        model(x1)
+    assert len(calls) == 2 and len(CHOICES) == 1  # both candidates timed once, for the one conv shape
+    ((key, choice),) = CHOICES.items()
+    assert choice in ("conv", "gemm") and json.loads(key)[0] == "cpu"
+    CHOICES[key] = "gemm"  # a remembered choice is used as it is
+    ran = []
+    monkeypatch.setitem(conv_algorithms.RUN, "gemm", lambda layer, x: ran.append(1) or conv_algorithms.gemm(layer, x))
+    with torch.no_grad():
+        model(x1)
+    assert ran == [1] and len(calls) == 2
+
+
+def test_choices_persist_per_machine(tmp_path, monkeypatch):
+    CHOICES.clear()
+    CHOICES["k"] = "gemm"
+    save_choices(tmp_path / "tuning.json")
+    CHOICES.clear()
+    assert load_choices(tmp_path / "tuning.json") == 1 and CHOICES == {"k": "gemm"}
+    CHOICES.clear()
+    monkeypatch.setattr(conv_algorithms, "_machine", lambda: "another-machine")
+    assert load_choices(tmp_path / "tuning.json") == 0 and CHOICES == {}
+    assert load_choices(tmp_path / "missing.json") == 0
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="bad.json"):
+        load_choices(tmp_path / "bad.json")
+
+
+def test_unknown_algorithm_is_refused_and_grouped_convs_keep_the_conv():
+    layer = SIGEConv2d(4, 4, 3, groups=4)
+    model = torch.nn.Sequential(layer)
+    with pytest.raises(ValueError, match="unknown conv algorithm 'fft'"):
+        set_conv_algorithm(model, "fft")
+    set_conv_algorithm(model, "gemm")
+    assert layer.algorithm == "conv"
+    assert conv_algorithms.candidates(layer) == ("conv",)
