@@ -26,6 +26,7 @@ TASK_KEYS = {
     "efficiency": {"name", "_target_"},
     "generate": {"name", "_target_", "out_dir", "variants", "seed", "block_grid", "prompt", "negative_prompt",
                  "refiner_weights"},
+    "throughput": {"name", "_target_", "batch_sizes", "max_batch", "memory_fraction", "edits", "output"},
     "quality": {"name", "_target_", "out_dir", "output", "metrics", "references", "masked", "allow_random_weights",
                 "block_grid", "seed", "fid_stats", "inception", "alexnet", "drn_weights"},
 }  # fmt: skip

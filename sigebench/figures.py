@@ -3,6 +3,7 @@
 - macs_vs_edit.png: MACs of one forward vs edited area per model (dense line, sparse curves), from the
   synthetic-edit rows of results/efficiency.csv;
 - speedup_vs_macs.png: measured speedup vs MAC reduction per model (ideal: on the diagonal);
+- throughput_by_batch.png: images/s and memory against batch size, dense vs sparse (results/throughput.csv);
 - panel_<name>.png: original, edited, dense output, sparse output, |difference| heat map and the active tiles
   overlaid, for every case of configs/figures.yaml (one generic panel maker for every model family).
 """
@@ -152,6 +153,38 @@ def speedup_vs_macs(rows: list[dict[str, str]], out: Path) -> Path | None:
     return out
 
 
+def throughput_by_batch(csv_path: Path, out: Path) -> Path | None:
+    """Images per second (solid) and peak memory + caches (dashed, right axis) against batch size, dense and
+    sparse, one panel per model/component/edit of ``results/throughput.csv``."""
+    from sigebench.throughput import latest_throughput
+
+    frame = latest_throughput(ResultsStore(csv_path).frame())
+    if frame.empty:
+        return None
+    cases = list(frame.groupby(["model", "component", "edit", "edits", "dtype"], sort=True))
+    fig, axes = plt.subplots(1, len(cases), figsize=(5 * len(cases), 4), squeeze=False)
+    for ax, (key, g) in zip(axes[0], cases):
+        mem = ax.twinx()
+        for i, (variant, v) in enumerate(g.groupby("variant", sort=True)):
+            v = v.sort_values("batch")
+            color = f"C{i}"
+            ax.plot(v["batch"], v["images_per_s"], marker="o", color=color, label=f"{variant} images/s")
+            used = v["peak_mem_mb"].fillna(0) + v["cache_mb"].fillna(0)
+            mem.plot(v["batch"], used, linestyle="--", color=color, alpha=0.6, label=f"{variant} MiB")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("batch size")
+        ax.set_ylabel("images per second")
+        mem.set_ylabel("peak tensor memory + caches (MiB)")
+        ax.set_title(f"{key[0]}/{key[1]} {key[2]} ({key[3]} edits, {key[4]})", fontsize=8)
+        ax.legend(fontsize=6, loc="upper left")
+        mem.legend(fontsize=6, loc="lower right")
+    fig.suptitle("throughput by batch size (random weights, this CPU)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
 def _show(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     if x.ndim == 3 and x.shape[0] in (1, 3) and x.shape[-1] not in (1, 3):
@@ -231,6 +264,7 @@ def panels(out_dir: Path, names: list[str] | None) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--efficiency", default=str(ROOT / "results" / "efficiency.csv"))
+    parser.add_argument("--throughput", default=str(ROOT / "results" / "throughput.csv"))
     parser.add_argument("--out", default=str(ROOT / "results" / "figures"))
     parser.add_argument("--published", default=str(ROOT / "results" / "published_numbers.csv"))
     parser.add_argument("--panels", nargs="*", help="panels of configs/figures.yaml to draw (default: all)")
@@ -242,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     written = [
         macs_vs_edit(rows, out / "macs_vs_edit.png", Path(args.published)),
         speedup_vs_macs(rows, out / "speedup_vs_macs.png"),
+        throughput_by_batch(Path(args.throughput), out / "throughput_by_batch.png"),
     ]
     if not args.no_panels:
         written += panels(out, args.panels)

@@ -178,9 +178,14 @@ HEADER = [
 ]
 
 
-def render_table(rows: pd.DataFrame, published: pd.DataFrame, links: dict[tuple[str, str, str], dict]) -> str:
+def render_table(
+    rows: pd.DataFrame,
+    published: pd.DataFrame,
+    links: dict[tuple[str, str, str], dict],
+    throughput: pd.DataFrame | None = None,
+) -> str:
     """TABLE.md from the measured rows, the published figures and each case's link to them
-    (``(model, component, edit) -> {"model", "case", "dense_only"}``)."""
+    (``(model, component, edit) -> {"model", "case", "dense_only"}``), and the throughput rows if any."""
     rows = latest(rows)
     lines = list(HEADER)
     for key, group in rows.groupby(GROUP, sort=True):
@@ -215,19 +220,32 @@ def render_table(rows: pd.DataFrame, published: pd.DataFrame, links: dict[tuple[
             )
     lines += _fidelity_section(rows)
     lines += _dtype_section(rows)
+    if throughput is not None and not throughput.empty:
+        from sigebench.throughput import throughput_section
+
+        lines += throughput_section(throughput)
     return "\n".join(lines) + "\n"
 
 
 def write_table(
-    rows: pd.DataFrame, published_csv: str | os.PathLike[str], out_md: str | os.PathLike[str], links: Iterable
+    rows: pd.DataFrame,
+    published_csv: str | os.PathLike[str],
+    out_md: str | os.PathLike[str],
+    links: Iterable,
+    throughput_csv: str | os.PathLike[str] | None = None,
 ) -> str:
-    """Render and write TABLE.md (atomically); returns the text."""
+    """Render and write TABLE.md (atomically); returns the text. The throughput rows come from
+    ``throughput_csv`` (default: ``throughput.csv`` beside the table, when its shards exist)."""
+    from sigebench.results import ResultsStore
+
+    tp_csv = Path(throughput_csv) if throughput_csv else Path(out_md).with_name("throughput.csv")
+    throughput = ResultsStore(tp_csv).frame()
     published = (
         read_published(published_csv)
         if Path(published_csv).exists()
         else pd.DataFrame(columns=["model", "setting", "edit", "case", "variant", "macs_g", "device", "latency"])
     )
-    text = render_table(rows, published, dict(links))
+    text = render_table(rows, published, dict(links), throughput)
     out = Path(out_md)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
