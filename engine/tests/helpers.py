@@ -117,3 +117,21 @@ def random_mask(shape, kind: str, gen: torch.Generator) -> torch.Tensor:
         m[0, 0] = m[-1, -1] = True
         return m
     return torch.rand(H, W, generator=gen) < 0.05
+
+
+def sparse_conv_case(cin: int = 8, cout: int = 16, size: int = 32, seed: int = 3):
+    """A ConvModel (3x3, swish) after its full pass on x0 and set_masks for a random edit, in sparse mode:
+    ``(model, x1, dense output of x1)`` (the mask is dilated by the conv's reach, so sparse is exact)."""
+    from sige.mask import dilate_mask
+
+    g = torch.Generator().manual_seed(seed)
+    model = ConvModel(cin, cout, 3, 1, 1, 6, act="swish").eval()
+    x0 = torch.randn(1, cin, size, size, generator=g)
+    mask = random_mask((size, size), "random", g)
+    x1 = x0 + mask * torch.randn(1, cin, size, size, generator=g)
+    with torch.no_grad():
+        dense = model(x1)
+        model(x0)
+        model.set_masks({(size, size): dilate_mask(mask, 1)})
+    model.set_mode("sparse")
+    return model, x1, dense

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import ConvModel, random_mask
+from helpers import random_mask, sparse_conv_case
 from torch import nn
 
 from sige import ops
@@ -42,22 +42,9 @@ def test_custom_ops_give_the_eager_results():
     assert torch.equal(out, ops.scatter(X, TILES, IDX, (1, 1), (1, 1)))
 
 
-def _sparse_model():
-    g = torch.Generator().manual_seed(1)
-    model = ConvModel(4, 6, 3, 1, 1, 6, act="swish").eval()
-    x0 = torch.randn(1, 4, 24, 24, generator=g)
-    mask = random_mask((24, 24), "random", g)
-    x1 = x0 + mask * torch.randn(1, 4, 24, 24, generator=g)
-    with torch.no_grad():
-        model(x0)
-        model.set_masks({(24, 24): dilate_mask(mask, 1)})
-    model.set_mode("sparse")
-    return model, x1
-
-
 def test_compiled_sparse_model_matches_eager_without_breaking_at_the_ops():
     torch._dynamo.reset()
-    model, x1 = _sparse_model()
+    model, x1, _ = sparse_conv_case(4, 6, 24, seed=1)
     with torch.no_grad():
         want = model(x1)
         explanation = torch._dynamo.explain(model)(x1)

@@ -6,11 +6,10 @@ import json
 
 import pytest
 import torch
-from helpers import ConvModel, random_mask
+from helpers import sparse_conv_case
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sige.mask import dilate_mask
 from sige.nn import SIGEConv2d, conv_algorithms
 from sige.nn.conv_algorithms import CHOICES, load_choices, save_choices, set_conv_algorithm
 from sige.profile import macs
@@ -42,23 +41,9 @@ def test_gemm_equals_conv(n, c, co, k, stride, dilation, bias, size, dtype):
     torch.testing.assert_close(got.float(), want.float(), rtol=tol, atol=tol)
 
 
-def _sparse_conv_model():
-    g = torch.Generator().manual_seed(3)
-    model = ConvModel(8, 16, 3, 1, 1, 6, act="swish").eval()
-    x0 = torch.randn(1, 8, 32, 32, generator=g)
-    mask = random_mask((32, 32), "random", g)
-    x1 = x0 + mask * torch.randn(1, 8, 32, 32, generator=g)
-    with torch.no_grad():
-        dense = model(x1)
-        model(x0)
-        model.set_masks({(32, 32): dilate_mask(mask, 1)})
-    model.set_mode("sparse")
-    return model, x1, dense
-
-
 @pytest.mark.parametrize("algorithm", ["conv", "gemm", "auto"])
 def test_sparse_model_is_dense_with_every_algorithm_and_counts_the_same_macs(algorithm):
-    model, x1, dense = _sparse_conv_model()
+    model, x1, dense = sparse_conv_case()
     model.set_mode("profile")
     base_macs = macs(model, (x1,))
     set_conv_algorithm(model, algorithm)
@@ -71,7 +56,7 @@ def test_sparse_model_is_dense_with_every_algorithm_and_counts_the_same_macs(alg
 
 
 def test_auto_measures_once_per_shape_and_keeps_the_choice(monkeypatch):
-    model, x1, _ = _sparse_conv_model()
+    model, x1, _ = sparse_conv_case()
     set_conv_algorithm(model, "auto")
     CHOICES.clear()
     calls = []

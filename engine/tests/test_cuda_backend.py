@@ -14,22 +14,18 @@ from helpers import ConvModel, random_mask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from op_cases import (
-    AFFINE,
-    DTYPES,
-    GRIDS,
-    MASK_KINDS,
+    CASE,
+    FUSED,
     OPS,
     affine_tensors,
     assert_match,
     both,
     check_special_values,
-    geometries,
     layout,
     make_case,
 )
 
 from sige import backends, ops
-from sige.activations import ACTIVATIONS
 from sige.backends import native
 from sige.mask import dilate_mask, reduce_mask
 
@@ -68,19 +64,8 @@ def test_cuda_backend_is_registered_and_exports_all_ops():
 
 @PROPERTY
 @given(
-    data=st.data(),
-    geom=geometries,
-    H=st.integers(1, 14),
-    W=st.integers(1, 14),
-    B=st.integers(1, 3),
-    C=st.integers(1, 8),
-    block_req=st.integers(1, 7),
-    kind=st.sampled_from(MASK_KINDS),
-    grid=st.sampled_from(GRIDS),
-    act=st.sampled_from(ACTIVATIONS),
-    act_first=st.booleans(),
-    affine=st.sampled_from(AFFINE),
-    dtype=st.sampled_from(DTYPES),
+    **{**CASE, "C": st.integers(1, 8)},
+    **FUSED,
     x_layout=st.sampled_from(["contiguous", "transposed", "channels_last"]),
     noncontig_affine=st.booleans(),
     residual=st.booleans(),
