@@ -374,6 +374,7 @@ class SPADEGenerator(SIGEModel):
         factor = 2 ** UPSAMPLING[spec.num_upsampling_layers]
         self.output_size = (self.sh * factor, self.sw * factor)
         self.block_names = [b.name for b in spec.blocks]
+        self._up_buffers: dict[int, torch.Tensor] = {}  # sparse mode's upsampled maps, one per block
         self.fc = Conv2d(spec.label_nc, spec.fc_channels, 3, padding=1)
         for i, b in enumerate(spec.blocks):
             threshold = n_blocks - i
@@ -386,9 +387,24 @@ class SPADEGenerator(SIGEModel):
     def sparse_block_names(self) -> list[str]:
         return [n for n in self.block_names if getattr(self, n).sparse]
 
-    @staticmethod
-    def up(x: torch.Tensor) -> torch.Tensor:
-        return nearest_resize(x, (2 * int(x.shape[2]), 2 * int(x.shape[3])))
+    def up(self, x: torch.Tensor, slot: int = 0) -> torch.Tensor:
+        """Nearest x2. Sparse passes write into a buffer kept per call site: a fresh 32-128 MiB map per pass
+        costs its page faults (4x the copy itself on the CPU); the map is read only within the pass."""
+        B, C, H, W = (int(v) for v in x.shape)
+        if self.mode != "sparse" or _tracing() or torch.compiler.is_compiling():
+            return nearest_resize(x, (2 * H, 2 * W))
+        buf = self._up_buffers.get(slot)
+        if buf is None or buf.shape != (B, C, 2 * H, 2 * W) or buf.dtype != x.dtype or buf.device != x.device:
+            buf = self._up_buffers[slot] = x.new_empty((B, C, 2 * H, 2 * W))
+        buf.view(B, C, H, 2, W, 2).copy_(x[:, :, :, None, :, None].expand(B, C, H, 2, W, 2))
+        return buf
+
+    def clear_cache(self) -> None:
+        super().clear_cache()
+        self._up_buffers.clear()
+
+    def cache_nbytes(self) -> int:
+        return super().cache_nbytes() + sum(b.numel() * b.element_size() for b in self._up_buffers.values())
 
     def check_input(self, seg: torch.Tensor) -> None:
         if not isinstance(seg, torch.Tensor) or seg.dim() != 4:
@@ -410,7 +426,7 @@ class SPADEGenerator(SIGEModel):
         x = self.fc(nearest_resize(seg, (self.sh, self.sw)))
         for i, name in enumerate(self.block_names):
             if i > 0 and not (name == "G_middle_1" and self.num_upsampling_layers == "normal"):
-                x = self.up(x)
+                x = self.up(x, i)
             x = getattr(self, name)(x, seg)
         x = self.conv_img(leaky_relu(x))
         return torch.tanh(x)
