@@ -163,6 +163,17 @@ def test_scattered_keys_values_give_the_reference_result_with_fewer_macs():
     torch.testing.assert_close(sparse(x1, ctx), ref)
     with pytest.raises(ValueError, match="kv_mode"):
         set_kv_mode(sparse, "fast")
+    # auto: both timed on the first sparse pass, the choice remembered and counted in profile mode
+    from sige.nn.attention import KV_CHOICES
+
+    KV_CHOICES.clear()
+    set_kv_mode(sparse, "auto")
+    torch.testing.assert_close(sparse(x1, ctx), ref, atol=1e-5, rtol=1e-5)
+    ((key, choice),) = KV_CHOICES.items()
+    assert choice in ("dense", "scatter")
+    assert count_macs(sparse, (x1, ctx)) == (dense_macs if choice == "dense" else fast_macs)
+    KV_CHOICES[key] = "scatter" if choice == "dense" else "dense"
+    assert count_macs(sparse, (x1, ctx)) == (fast_macs if choice == "dense" else dense_macs)
 
 
 @torch.no_grad()

@@ -22,6 +22,7 @@ with the fused kernel, so the choice changes only what is counted, never the res
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -321,7 +322,8 @@ class SpatialTransformer(FrozenStats):
     refreshed token map (its MACs are the published ones); ``"scatter"`` projects keys/values of the active
     tokens only and scatters them into per-block key/value maps cached in the full pass (where the active
     tiles hold fewer tokens than the map). Both give the same result (inactive tokens' keys/values equal the
-    cached ones); ``"scatter"`` saves the dense projections.
+    cached ones); ``"scatter"`` saves the dense projections. ``"auto"`` times both on the first sparse pass of
+    a shape and keeps the faster (:data:`KV_CHOICES`).
     """
 
     def __init__(
@@ -400,11 +402,40 @@ class SpatialTransformer(FrozenStats):
         if not self.sparse:
             h = self.proj_in(x * scale + shift)
             return self.proj_out(tokens_to_map(self._blocks(map_to_tokens(h), context), H, W)) + x
-        B = int(x.shape[0])
+        mode = self.kv_mode
+        if mode == "auto":  # profile passes count what the sparse passes chose (dense before any choice)
+            key = self._kv_key(x)
+            mode = KV_CHOICES.get(key, "dense") if self.mode == "profile" else self._choose_kv_mode(x, context, key)
+        return self._sparse(x, context, scale, shift, mode)
+
+    def _kv_key(self, x: torch.Tensor) -> tuple:
+        return (self.depth, tuple(int(v) for v in x.shape), str(x.dtype), x.device.type, torch.get_num_threads(),
+                int(self.gather.active_indices.shape[0]))  # fmt: skip
+
+    def _choose_kv_mode(self, x: torch.Tensor, context: torch.Tensor | None, key: tuple) -> str:
+        """The faster kv mode for this block on inputs like ``x`` (timed once per shape, then remembered)."""
+        scale, shift = self.frozen()
+        best = KV_CHOICES.get(key)
+        if best is None:
+            times = {}
+            for mode in KV_MODES:
+                self._sparse(x, context, scale, shift, mode)  # warm-up
+                if x.device.type == "cuda":
+                    torch.cuda.synchronize(x.device)
+                start = time.perf_counter()
+                self._sparse(x, context, scale, shift, mode)
+                if x.device.type == "cuda":
+                    torch.cuda.synchronize(x.device)
+                times[mode] = time.perf_counter() - start
+            best = KV_CHOICES[key] = min(times, key=times.get)
+        return best
+
+    def _sparse(self, x, context, scale, shift, kv_mode: str) -> torch.Tensor:
+        B, H, W = int(x.shape[0]), int(x.shape[2]), int(x.shape[3])
         th, tw = self.gather.geometry.tile_size
         tiles = self.proj_in(self.gather(x, scale, shift))
         tokens = tiles_to_tokens(tiles, B)
-        if self.kv_mode == "scatter" and int(tokens.shape[1]) < H * W:  # (tiles can hold more tokens than the map)
+        if kv_mode == "scatter" and int(tokens.shape[1]) < H * W:  # (tiles can hold more tokens than the map)
             for i, blk in enumerate(self.transformer_blocks):
                 tokens = blk(tokens, context, kv_hook=self._kv_hook(i, H, W))
             return self.scatter2(self.proj_out(tokens_to_tiles(tokens, th, tw)), x)
@@ -417,12 +448,14 @@ class SpatialTransformer(FrozenStats):
 
 
 KV_MODES = ("dense", "scatter")
+# sparse-pass choices of kv_mode "auto": (depth, input shape, dtype, device, threads, active blocks) -> mode
+KV_CHOICES: dict[tuple, str] = {}
 
 
 def set_kv_mode(model: nn.Module, mode: str) -> None:
     """Set how every sparse SpatialTransformer in ``model`` gets its self-attention keys/values (see its doc)."""
-    if mode not in KV_MODES:
-        raise ValueError(f"unknown kv_mode {mode!r}; use one of {', '.join(KV_MODES)}")
+    if mode not in (*KV_MODES, "auto"):
+        raise ValueError(f"unknown kv_mode {mode!r}; use one of {', '.join(KV_MODES)}, auto")
     for m in model.modules():
         if isinstance(m, SpatialTransformer):
             m.kv_mode = mode
