@@ -1,5 +1,6 @@
-"""The latent family (sd14, sdxl_base, sdxl_refiner, sdxl_turbo; components unet, encoder, decoder) behind the
-harness: the efficiency case of one component and ``task=generate`` (:mod:`sdxl.generate`).
+"""The latent family (sd14, sdxl_base, sdxl_refiner, sdxl_turbo, and the same models built through diffusers:
+``*_diffusers``; components unet, encoder, decoder) behind the harness: the efficiency case of one component and
+``task=generate`` (:mod:`sdxl.generate`). ``weights=`` may also name a diffusers folder.
 
 One component is built at a time (SDXL's UNet alone is ~10 GiB in float32). Inputs follow the published
 measurements: 1024x512 images, 64x128 latents, the UNet with its classifier-free-guidance batch of 2.
@@ -18,6 +19,7 @@ Columns beyond the benchmark contract:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,7 +36,7 @@ from .edits import EditCase, complete_pyramid, load_case
 COMPONENTS = ("unet", "encoder", "decoder")
 MODEL_KEYS = {
     "name", "family", "image_size", "latent_factor", "latent_channels", "cfg_batch", "context_tokens", "timestep",
-    "checkpoint", "unet", "vae", "scale_factor", "text", "conditioning", "sampler", "init_seed",
+    "checkpoint", "unet", "vae", "scale_factor", "text", "conditioning", "sampler", "init_seed", "diffusers",
 }  # fmt: skip
 
 
@@ -81,31 +83,42 @@ def component_inputs(
 
 
 def build_component(model_cfg: Mapping[str, Any], component: str, weights: str | None, dtype: torch.dtype, device: str):
-    """The requested component only (random weights, or loaded from the checkpoint ``weights`` names), and the
-    ``weights`` label of its rows."""
+    """The requested component only (random weights, or loaded from the checkpoint file or diffusers folder
+    ``weights`` names), and the ``weights`` label of its rows. Models with ``diffusers:`` in their config are
+    diffusers models converted to ours (:mod:`sdxl.diffusers_models`)."""
+    from .diffusers_folder import is_diffusers_folder, load_diffusers_weights
     from .unet import UNet
     from .vae import Decoder, Encoder
 
     if component not in COMPONENTS:
         raise ValueError(f"unknown component {component!r}; the SD/SDXL models have {', '.join(COMPONENTS)}")
-    path = resolve_weights(weights, model_cfg.get("checkpoint"), model_cfg["name"])
+    folder = Path(str(weights)) if is_diffusers_folder(weights) else None
+    path = None if folder else resolve_weights(weights, model_cfg.get("checkpoint"), model_cfg["name"])
     torch.manual_seed(int(model_cfg.get("init_seed", 0)))
-    if component == "unet":
+    if model_cfg.get("diffusers"):
+        from .diffusers_models import build_diffusers_component
+
+        model = build_diffusers_component(model_cfg, component, folder, dtype)
+    elif component == "unet":
         model = UNet(unet_config(model_cfg["unet"]))
     else:
         cls = Encoder if component == "encoder" else Decoder
         model = cls(vae_config(model_cfg["vae"]))
+    if folder is not None and not model_cfg.get("diffusers"):
+        load_diffusers_weights(model, folder, component, dtype)
     if path is not None:
         from .checkpoint import load_component
 
         load_component(model, path, component, dtype=dtype)
-    return model.to(device=device, dtype=dtype).eval(), "random" if path is None else str(path)
+    label = "random" if folder is None and path is None else str(folder or path)
+    return model.to(device=device, dtype=dtype).eval(), label
 
 
 def configure_variant(model: SIGEModel, variant: str) -> None:
     """``sige``: the paper's computation (self-attention keys/values projected densely, as published);
-    ``sige_fast``: keys/values of the active tokens only, scattered into cached maps (same result)."""
-    set_kv_mode(model, "scatter" if variant == "sige_fast" else "dense")
+    ``sige_fast``: per transformer, whichever of that and the keys/values of the active tokens only (scattered
+    into cached maps; same result) measures faster on its first sparse pass (kv_mode ``auto``)."""
+    set_kv_mode(model, "auto" if variant == "sige_fast" else "dense")
 
 
 def prepare(

@@ -4,6 +4,8 @@
         model.text.tokenizer=PATH/clip-tokenizer [task.variants=[original]] [task.seed=11]
     python scripts/run.py task=generate model=sdxl_base edit=sd_inpainting weights=PATH/sd_xl_base_1.0.safetensors \\
         model.text.tokenizer=... [task.refiner_weights=PATH/sd_xl_refiner_1.0.safetensors]
+    python scripts/run.py task=generate model=sd14 edit=sd_sdedit0 weights=PATH/stable-diffusion-v1-4   # a diffusers
+        folder: its own tokenizer and text encoder (sdxl.diffusers_generate); task.refiner_weights may be one too
 
 Pipelines as in the reference runners, on the samplers of :mod:`sigebench.samplers` (ldm's DDIM for SD 1.4,
 sgm's DPM-Solver++(2M) for SDXL, Euler ancestral for turbo; see configs/sampler): SDEdit encodes the original
@@ -43,12 +45,22 @@ from .vae import AutoencoderKL
 
 @dataclass
 class Guided:
-    """Classifier-free guidance around an eps-predicting UNet: ``uncond`` None or ``scale`` 1 -> no CFG (batch 1)."""
+    """Classifier-free guidance around a UNet: ``uncond`` None or ``scale`` 1 -> no CFG (batch 1). ``prediction``:
+    what the UNet predicts, ``epsilon`` or ``v_prediction`` (SD 2.x 768; converted to eps with ``schedule``:
+    ``eps = sigma_t x + alpha_t v``), so every sampler sees eps."""
 
     unet: torch.nn.Module
     cond: Mapping[str, torch.Tensor]  # {"context": [1, T, D], "y": [1, adm] (SDXL)}
     uncond: Mapping[str, torch.Tensor] | None
     scale: float
+    prediction: str = "epsilon"
+    schedule: Schedule | None = None
+
+    def __post_init__(self) -> None:
+        if self.prediction not in ("epsilon", "v_prediction"):
+            raise ValueError(f"prediction type {self.prediction!r} is not supported (epsilon, v_prediction)")
+        if self.prediction == "v_prediction" and self.schedule is None:
+            raise ValueError("v_prediction needs the noise schedule (Guided(..., schedule=...))")
 
     @property
     def cfg(self) -> bool:
@@ -57,13 +69,18 @@ class Guided:
     def eps(self, x: torch.Tensor, t: int) -> torch.Tensor:
         tt = torch.tensor([float(t)], device=x.device)
         if not self.cfg:
-            return self.unet(x, tt.expand(x.shape[0]), self.cond["context"], self.cond.get("y"))
-        args = [
-            torch.cat([self.uncond[k], self.cond[k]]) if self.cond.get(k) is not None else None
-            for k in ("context", "y")
-        ]
-        e_u, e_c = self.unet(torch.cat([x, x]), tt.expand(2 * x.shape[0]), *args).chunk(2)
-        return e_u + self.scale * (e_c - e_u)
+            out = self.unet(x, tt.expand(x.shape[0]), self.cond["context"], self.cond.get("y"))
+        else:
+            args = [
+                torch.cat([self.uncond[k], self.cond[k]]) if self.cond.get(k) is not None else None
+                for k in ("context", "y")
+            ]
+            e_u, e_c = self.unet(torch.cat([x, x]), tt.expand(2 * x.shape[0]), *args).chunk(2)
+            out = e_u + self.scale * (e_c - e_u)
+        if self.prediction == "v_prediction":
+            alpha, sigma = self.schedule.alpha_sigma(t)
+            return sigma * x + alpha * out
+        return out
 
 
 def img2img_plan(sampler_cfg: Mapping[str, Any], strength: float) -> tuple[list[int], int | None]:
@@ -307,8 +324,11 @@ def generate(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
     from sigebench.config import plain
     from sigebench.jobs import compose_job
 
+    from .diffusers_folder import is_diffusers_folder
+
     model_cfg, edit, task = cfg["model"], cfg["edit"], cfg["task"]
-    weights = resolve_weights(cfg.get("weights"), model_cfg.get("checkpoint"), model_cfg["name"])
+    folder = cfg["weights"] if is_diffusers_folder(cfg.get("weights")) else None
+    weights = folder or resolve_weights(cfg.get("weights"), model_cfg.get("checkpoint"), model_cfg["name"])
     if weights is None:
         raise FileNotFoundError(
             f"task=generate needs the {model_cfg['name']} checkpoint ({model_cfg.get('checkpoint')}, listed in "
@@ -327,19 +347,26 @@ def generate(cfg: Mapping[str, Any]) -> list[dict[str, Any]]:
         raise ValueError("no prompt: set task.prompt=... (the edit config has none)")
     seed = int(task["seed"] if task.get("seed") is not None else (edit.get("seed") or 0))
     sampler_cfg = dict(model_cfg["sampler"])
-    reader = CheckpointReader(weights)
     negative = task.get("negative_prompt") or ""
-    cond, uncond = encode_text(model_cfg, reader, prompt, negative, size, dtype)
+
+    def stage(mcfg: Mapping[str, Any], source: Any) -> tuple[Components, Mapping, Mapping | None]:
+        """The components and text conditioning of a checkpoint file or a diffusers folder (sdxl.diffusers_generate)."""
+        if is_diffusers_folder(source):
+            from .diffusers_generate import folder_stage
+
+            return folder_stage(mcfg, source, prompt, negative, size, dtype)
+        reader = CheckpointReader(source)
+        c, u = encode_text(mcfg, reader, prompt, negative, size, dtype)
+        return build_components(mcfg, reader, dtype), c, u
+
+    comp, cond, uncond = stage(model_cfg, weights)
     if float(sampler_cfg.get("guidance", 1.0)) == 1.0:
         uncond = None  # turbo: no classifier-free guidance (batch 1)
-    comp = build_components(model_cfg, reader, dtype)
     refine = None
     if task.get("refiner_weights"):
         rcfg = plain(compose_job(["model=sdxl_refiner"]))["model"]
         rcfg["text"]["tokenizer"] = (model_cfg.get("text") or {}).get("tokenizer")
-        rreader = CheckpointReader(task["refiner_weights"])
-        rc, ru = encode_text(rcfg, rreader, prompt, negative, size, dtype)
-        refine = (build_components(rcfg, rreader, dtype), rc, ru, rcfg["sampler"])
+        refine = (*stage(rcfg, task["refiner_weights"]), rcfg["sampler"])
     rows = []
     for variant in variants:
         img = run_pipeline(comp, case, cond, uncond, sampler_cfg, seed, variant == "sige",

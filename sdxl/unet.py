@@ -135,7 +135,8 @@ class UNet(SIGEModel):
             raise ValueError(f"this UNet takes {need}")
         if timesteps.dim() == 0:
             timesteps = timesteps.expand(int(x.shape[0]))
-        emb = self.time_embed(timestep_embedding(timesteps, self.cfg.model_channels, True, 0.0))
+        t_emb = timestep_embedding(timesteps, self.cfg.model_channels, True, 0.0)  # float32, as ldm computes it
+        emb = self.time_embed(t_emb.to(self.time_embed[0].weight.dtype))
         if self.label_emb is not None:
             emb = emb + self.label_emb(y)
         hs = []
