@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 TORCH_INDEX ?=
-EXTRAS ?= test,figures,metrics,sd
+EXTRAS ?= test,figures,metrics,sd,cluster
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.sige-installed
@@ -37,8 +37,10 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# LAUNCHER=local (default: one job after another) | joblib | ray | ray_cluster | slurm | submitit_local;
+# ARGS: more overrides, e.g. ARGS="hydra.launcher.partition=cpu hydra.launcher.cpus_per_task=32"
 reproduce-table: $(STAMP)
-	$(PY) scripts/reproduce_table.py $(if $(QUICK),--quick,) $(if $(FORCE),--force,)
+	$(PY) scripts/reproduce_table.py $(if $(QUICK),--quick,) $(if $(FORCE),--force,) $(if $(LAUNCHER),--launcher $(LAUNCHER),) $(ARGS)
 
 reproduce-quality: $(STAMP)
 	$(PY) scripts/reproduce_quality.py

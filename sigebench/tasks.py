@@ -10,7 +10,7 @@ rows are stored as one shard (:mod:`sigebench.results`); the CSV is derived from
 from __future__ import annotations
 
 import json
-import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,39 +18,32 @@ import torch
 
 from sigebench.config import ConfigError, check_keys, parse_threads, plain, validate
 from sigebench.family import load_family
+from sigebench.launch_env import allotted_cores, job_command, launcher_name
 from sigebench.provenance import code_version, machine_id, provenance, settings_key
 from sigebench.results import COLUMNS, ResultsStore
 from sigebench.variants import Timing, measure_variants
 
 
-def parallel_jobs() -> int:
-    """How many jobs of this sweep run at once on this machine (joblib's ``n_jobs``; 1 otherwise)."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        if HydraConfig.initialized():
-            launcher = HydraConfig.get().launcher
-            if "joblib" in str(launcher.get("_target_", "")).lower():
-                n = int(launcher.get("n_jobs", 1) or 1)
-                return (os.cpu_count() or 1) if n < 0 else max(1, n)
-    except (ImportError, ValueError, AttributeError):
-        pass
-    return 1
-
-
 def resolve_threads(requested: Any) -> int:
-    """Thread count for this job: ``auto`` = all cores; under a parallel launcher the cores are split between
-    the concurrent jobs so that they do not oversubscribe the machine."""
+    """Thread count for this job: ``auto`` = the cores its launcher allotted (:mod:`sigebench.launch_env`: Ray's
+    reserved CPUs, SLURM's cpus-per-task, the machine split between joblib's parallel jobs, or the whole machine).
+    A request above the allotment would take cores of other jobs: it is lowered to the allotment, with a note."""
     requested = parse_threads(requested)
-    cores = os.cpu_count() or 1
-    jobs = parallel_jobs()
-    share = max(1, cores // jobs)
+    cores, setting = allotted_cores()
     if requested == "auto":
-        return share
-    if jobs > 1 and requested * jobs > cores:
-        print(f"note: {jobs} parallel jobs on {cores} cores: using {share} thread(s) per job instead of {requested}")
-        return share
+        return cores
+    if setting is not None and requested > cores:
+        print(f"note: threads={requested} but this job has {cores} core(s) ({setting}): using {cores}", file=sys.stderr)
+        return cores
     return requested
+
+
+def absolute_output(path: str) -> str:
+    """A relative ``output`` is relative to the folder the command was started in (Hydra's ``runtime.cwd``), not
+    to the working folder of the process that runs the job (a Ray worker's, a SLURM job's)."""
+    from hydra.utils import to_absolute_path
+
+    return to_absolute_path(path)
 
 
 def _component(cfg: Mapping[str, Any], family) -> str:
@@ -110,7 +103,7 @@ def efficiency(cfg: Any) -> list[dict[str, Any]]:
     cfg, family = prepare_config(cfg)
     component = _component(cfg, family)
     settings = row_settings(cfg, component)
-    store = ResultsStore(cfg["output"])
+    store = ResultsStore(absolute_output(cfg["output"]))
     if not cfg.get("force"):
         done = store.measured(settings_key(settings), code_version(), machine_id())
         if done:
@@ -133,7 +126,8 @@ def efficiency(cfg: Any) -> list[dict[str, Any]]:
         "device": device,
         "dtype": cfg["dtype"],
         "weights": case.weights,
-        **provenance(settings),
+        "launcher": launcher_name(),
+        **provenance(settings, job_command()),
     }
     rows = [ordered({**common, **r, **case.columns}) for r in measured]
     _print(rows)
