@@ -14,7 +14,7 @@ STAMP := $(VENV)/.sige-installed
 SOURCES := pyproject.toml engine/pyproject.toml engine/setup.py $(shell find engine/csrc -type f 2>/dev/null)
 export SIGE_DATA_MIRROR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 
-.PHONY: install test lint reproduce-table reproduce-quality bench-engine figures gpu-check clean-venv
+.PHONY: install test lint reproduce-table reproduce-throughput reproduce-quality bench-engine figures gpu-check clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ lint: $(STAMP)
 # ARGS: more overrides, e.g. ARGS="hydra.launcher.partition=cpu hydra.launcher.cpus_per_task=32"
 reproduce-table: $(STAMP)
 	$(PY) scripts/reproduce_table.py $(if $(QUICK),--quick,) $(if $(FORCE),--force,) $(if $(LAUNCHER),--launcher $(LAUNCHER),) $(ARGS)
+
+# images/s and memory by batch size (results/throughput.csv; TABLE.md shows them after the next reproduce-table)
+reproduce-throughput: $(STAMP)
+	$(PY) scripts/run.py -m task=throughput model=engine_conv,ddpm_church256 edit=synthetic edit.area=0.02 \
+		task.max_batch=8 $(ARGS)
 
 reproduce-quality: $(STAMP)
 	$(PY) scripts/reproduce_quality.py

@@ -43,7 +43,7 @@ class Schema:
     model: Any = MISSING
     edit: Any = MISSING
     device: Any = MISSING
-    threads: Any = 2
+    threads: Any = "auto"
     dtype: str = "float32"
     component: str | None = None
     variants: list[str] = field(default_factory=lambda: list(VARIANTS))

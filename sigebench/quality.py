@@ -23,6 +23,7 @@ from sigebench.config import ConfigError
 from sigebench.family import QualitySet
 from sigebench.provenance import provenance, settings_key
 from sigebench.results import ResultsStore
+from sigebench.tasks import absolute_output
 from sigebench.weights import resolve_weights
 
 BASE_METRICS = ("psnr", "lpips", "fid")
@@ -81,7 +82,7 @@ def run_quality(cfg: Mapping[str, Any], family: Any) -> list[dict[str, Any]]:
         family.quality_preflight(cfg, metrics)
     settings = image_settings(cfg, weights)
     key = settings_key(settings)
-    folder = Path(task.get("out_dir", "results/quality")) / model["name"] / key
+    folder = Path(absolute_output(task.get("out_dir", "results/quality"))) / model["name"] / key
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "settings.json").write_text(json.dumps(settings, indent=1, sort_keys=True, default=str))
     qs: QualitySet = family.quality_set(cfg, folder)
@@ -94,7 +95,7 @@ def run_quality(cfg: Mapping[str, Any], family: Any) -> list[dict[str, Any]]:
     rows = [{**common, **r} for r in rows]
     for r in rows:
         print(json.dumps({k: v for k, v in r.items() if k != "settings"}), flush=True)
-    store = ResultsStore(task.get("output", "results/quality.csv"), columns=COLUMNS)
+    store = ResultsStore(absolute_output(task.get("output", "results/quality.csv")), columns=COLUMNS)
     store.write(rows)
     store.export_csv()
     return rows

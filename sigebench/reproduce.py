@@ -53,6 +53,34 @@ def published_links(jobs: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str]
     return {job_key(compose_job(j["overrides"])): j["published"] for j in jobs if j.get("published")}
 
 
+def _cpu_dtype(dtype: str) -> str | None:
+    from sigebench.config import ConfigError, check_cpu_dtype
+
+    try:
+        check_cpu_dtype(dtype)
+    except ConfigError as e:
+        return str(e).split(";")[0]
+    return None
+
+
+# A job's `needs:` -> a check of this machine (None: met; else why not). Judged where the driver runs.
+NEEDS = {"cpu_bfloat16": lambda: _cpu_dtype("bfloat16"), "cpu_float16": lambda: _cpu_dtype("float16")}
+
+
+def runnable(jobs: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[tuple[dict[str, Any], str]]]:
+    """(the jobs whose ``needs:`` this machine meets, [(job, why not)] of the others)."""
+    keep, unmet = [], []
+    for job in jobs:
+        need = job.get("needs")
+        if need is not None and need not in NEEDS:
+            raise ValueError(
+                f"job {job_name(job)} of {job.get('list')}: unknown needs: {need!r} (known: {sorted(NEEDS)})"
+            )
+        why = NEEDS[need]() if need else None
+        (unmet.append((job, why)) if why else keep.append(job))
+    return keep, unmet
+
+
 def is_hydra_override(override: str) -> bool:
     """``hydra.launcher.partition=...``, ``hydra/launcher=...``: settings of the launch, not of a job."""
     return override.lstrip("+~").startswith(("hydra.", "hydra/"))
@@ -197,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
               *(o for o in args.overrides if not is_hydra_override(o))]  # fmt: skip
     all_jobs = load_jobs("reproduce", args.jobs)
     jobs = [j for j in all_jobs if j.get("quick")] if args.quick else all_jobs
+    jobs, unmet = runnable(jobs)
+    for job, why in unmet:
+        print(f"skipped {job_name(job)}: {why}", file=sys.stderr)
     store = ResultsStore(args.output)
     start = time.time()
     returned: list[dict] = []

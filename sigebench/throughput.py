@@ -27,7 +27,7 @@ import torch
 from sigebench.config import ConfigError
 from sigebench.provenance import code_version, machine_id, provenance, settings_key
 from sigebench.results import ResultsStore
-from sigebench.tasks import _component, edit_label, ordered, prepare_config
+from sigebench.tasks import _component, absolute_output, edit_label, ordered, prepare_config
 from sigebench.variants import VARIANT_GRID, Timing, _cast, timed
 
 DEFAULTS = {"batch_sizes": None, "max_batch": 64, "memory_fraction": 0.8, "edits": "own",
@@ -148,7 +148,7 @@ def throughput(cfg: Any) -> list[dict[str, Any]]:
     component = _component(cfg, family)
     device, dtype = cfg["device"]["name"], getattr(torch, cfg["dtype"])
     variants = [v for v in cfg["variants"] if v in ("original", "sige", "sige_fast")]
-    store = ResultsStore(task["output"])
+    store = ResultsStore(absolute_output(task["output"]))
     case = family.prepare(cfg["model"], cfg["edit"], component, device, dtype, cfg.get("weights"))
     if dtype != torch.float32:
         case.model.to(dtype)

@@ -53,3 +53,17 @@ def test_table_puts_reduced_precision_beside_float32():
     text = render_table(rows, pd.DataFrame(columns=["model", "case", "variant", "macs_g", "device", "latency"]), {})
     section = text.split("## Reduced precision beside float32", 1)[1]
     assert "| m | c | e | sige | bfloat16 | 2.50 | 4.00 | 1.60x | 2.00x | 59.5 |" in section
+
+
+def test_reproduce_skips_jobs_whose_needs_this_machine_lacks(monkeypatch):
+    from sigebench.jobs import load_jobs
+    from sigebench.reproduce import runnable
+
+    jobs = load_jobs("reproduce", ["bfloat16"])
+    monkeypatch.setattr("sigebench.provenance.cpu_features", lambda: "avx2 avx512f avx512_bf16")
+    assert runnable(jobs) == (jobs, [])
+    monkeypatch.setattr("sigebench.provenance.cpu_features", lambda: "avx2")
+    keep, unmet = runnable(jobs)
+    assert keep == [] and len(unmet) == len(jobs) and "none of avx512_bf16, amx_bf16" in unmet[0][1]
+    with pytest.raises(ValueError, match="unknown needs: 'gpu'"):
+        runnable([{**jobs[0], "needs": "gpu"}])
