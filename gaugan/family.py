@@ -188,6 +188,7 @@ def prepare(
         original=(original,),
         edited=(edited,),
         masks=masks.pyramid,
+        configure=configure_variant,
         edited_fraction=round(masks.edited_fraction, 6),
         weights=label,
         columns={
@@ -205,6 +206,11 @@ def prepare(
             output=lambda out: out[0].float().cpu().numpy(),
         ),
     )
+
+
+def configure_variant(model: SPADEGenerator, variant: str) -> None:
+    """``sige``: the paper's sparse placement (conv_img dense); ``sige_fast``: conv_img sparse as well."""
+    model.sparse_rgb = variant == "sige_fast"
 
 
 @torch.no_grad()

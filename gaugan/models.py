@@ -383,6 +383,12 @@ class SPADEGenerator(SIGEModel):
             )
             self.add_module(b.name, block)
         self.conv_img = Conv2d(spec.blocks[-1].out_channels, 3, 3, padding=1)
+        # sige_fast: conv_img on the edit's blocks too (see _to_rgb); needs the last block sparse (its mask)
+        self.sparse_rgb = False
+        self.rgb_gather = self.rgb_scatter = None
+        if num_sparse_layers >= 1:
+            self.rgb_gather = Gather(self.conv_img, main_block_size, activation_name="leaky_relu")
+            self.rgb_scatter = Scatter(self.rgb_gather)
 
     def sparse_block_names(self) -> list[str]:
         return [n for n in self.block_names if getattr(self, n).sparse]
@@ -428,8 +434,21 @@ class SPADEGenerator(SIGEModel):
             if i > 0 and not (name == "G_middle_1" and self.num_upsampling_layers == "normal"):
                 x = self.up(x, i)
             x = getattr(self, name)(x, seg)
-        x = self.conv_img(leaky_relu(x))
-        return torch.tanh(x)
+        return torch.tanh(self._to_rgb(x))
+
+    def _to_rgb(self, x: torch.Tensor) -> torch.Tensor:
+        """leaky ReLU -> conv_img. Dense (the paper's placement) unless ``sparse_rgb`` is on and the last block is
+        sparse: then sparse passes convolve only the blocks around the edit (leaky ReLU fused into the gather)
+        and scatter them into the full pass's cached output."""
+        if self.rgb_gather is None:
+            return self.conv_img(leaky_relu(x))
+        if self.mode == "full":
+            self.rgb_gather(x)  # records the resolution
+            return self.rgb_scatter(self.conv_img(leaky_relu(x)))
+        if not self.sparse_rgb:
+            return self.conv_img(leaky_relu(x))
+        blocks = self.rgb_gather(x)
+        return self.rgb_scatter(F.conv2d(blocks, self.conv_img.weight, self.conv_img.bias))
 
 
 # ----------------------------------------------------------------------------------------------- factories

@@ -6,6 +6,7 @@ import torch
 
 from gaugan.checkpoints import load_state_dict
 from gaugan.models import SPADEGenerator, build_generator, decode_config, gaugan_spec, sub_mobile_spec
+from sige.profile import macs
 
 from .helpers import (
     edit_rect,
@@ -68,13 +69,15 @@ def test_every_sparse_layer_count_full_mask_exact(kind, num_sparse_layers):
     torch.testing.assert_close(out, ref, atol=2e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("sparse_rgb", [False, True])
 @pytest.mark.parametrize("kind", KINDS)
-def test_local_edit_with_covering_masks_is_exact(kind):
+def test_local_edit_with_covering_masks_is_exact(kind, sparse_rgb):
     """All blocks sparse, a local edit, masks covering everything the edit can change: sparse == dense
     (exactly for GauGAN; for GAN Compression up to the frozen InstanceNorm statistics, which the
-    reference reproduces)."""
+    reference reproduces); also with conv_img on the blocks (sige_fast)."""
     gen = torch.Generator().manual_seed(3)
     model, sd = loaded(kind, gen, num_sparse_layers=7)
+    model.sparse_rgb = sparse_rgb
     original = random_semantics(model, gen=gen)
     edited = edit_rect(original, slice(50, 53), slice(50, 53))
     diff = (original - edited).abs().amax(dim=(0, 1)) > 0
@@ -100,6 +103,12 @@ def test_local_edit_with_covering_masks_is_exact(kind):
     ref = reference_forward(sd, model, edited, stats, frozen_blocks=set(model.sparse_block_names()))
     not_saturated(ref)
     torch.testing.assert_close(out, ref, atol=2e-5, rtol=1e-4)
+    model.set_mode("profile")
+    counted = macs(model, (edited,))
+    model.sparse_rgb = not sparse_rgb
+    other = macs(model, (edited,))
+    rgb_dense = 9 * model.conv_img.in_channels * 3 * model.output_size[0] * model.output_size[1]
+    assert (counted < other) == sparse_rgb and abs(counted - other) < rgb_dense  # the blocks' share of conv_img
     assert (out - model_dense(model, original)).abs().amax() > 1e-3  # the edit did change the image
 
 
@@ -210,3 +219,27 @@ def test_fast_conv_paths_equal_the_convolution(shape):
     with torch.no_grad():
         expect = torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=1)
         torch.testing.assert_close(conv(x), expect, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_changing_masks_between_sparse_passes_stays_exact(kind):
+    """Sparse passes after a sparse block upsample only its tiles into a working copy of the full pass's map;
+    new active blocks (another set_masks) restore it first: edits with full, empty and full masks in turn
+    all equal the reference."""
+    gen = torch.Generator().manual_seed(6)
+    model, sd = loaded(kind, gen, num_sparse_layers=7)
+    model.sparse_rgb = True
+    original = random_semantics(model, gen=gen)
+    edited = edit_rect(original, slice(10, 30), slice(20, 50))
+    stats: dict = {}
+    with torch.no_grad():
+        cached = model(original).clone()
+        reference_forward(sd, model, original, stats)
+        ref = reference_forward(sd, model, edited, stats, frozen_blocks=set(model.sparse_block_names()))
+        for masks, x, want in [(full_pyramid(model), edited, ref),
+                               ({k: torch.zeros_like(v) for k, v in full_pyramid(model).items()}, original, cached),
+                               (full_pyramid(model), edited, ref)]:  # fmt: skip
+            model.set_masks(masks)
+            model.set_mode("sparse")
+            torch.testing.assert_close(model(x), want, atol=2e-5, rtol=1e-4)
+            model.set_mode("full")
