@@ -7,6 +7,8 @@ added by :mod:`sigebench.tasks`.
 from __future__ import annotations
 
 import math
+import statistics
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +67,53 @@ def timed(fn: Callable[[], Any], timing: Timing, device: str) -> dict[str, float
         "latency_ms_max": round(lat.max_ms, 4),
         "peak_mem_mb": round(peak_memory_mb(fn, device), 2),
     }
+
+
+def timed_rounds(
+    runs: Mapping[str, tuple[Callable[[], None], Callable[[], Any]]], timing: Timing, device: str
+) -> dict[str, dict[str, float | None]]:
+    """The latency and peak-memory columns of several configurations of one model, ``{name: (set_up, fn)}``,
+    timed in rounds: each round sets up each configuration in turn, runs it once untimed (the first time
+    ``timing.warmup`` times), then times one call. A shared machine's drift (this project's VMs vary by 10-30 %
+    over minutes) then falls on every configuration alike instead of on whichever ran last, so their
+    latencies compare within noise. Rounds: at least ``timing.repeats`` and until ``min_time_s``; stop after at
+    least 3 once ``max_time_s`` has passed."""
+    if not timing.enabled:
+        return {name: timed(fn, timing, device) for name, (_, fn) in runs.items()}
+    if timing.repeats < 1 or timing.warmup < 0:
+        raise ValueError(f"need timing.repeats >= 1 and timing.warmup >= 0, got {timing.repeats}, {timing.warmup}")
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    start = time.perf_counter()
+    while True:
+        for name, (set_up, fn) in runs.items():
+            set_up()
+            for _ in range(1 if samples[name] else max(timing.warmup, 1)):
+                fn()  # after switching: the configuration's first call (index rebuilds, buffer reuse)
+            synchronize(device)
+            t0 = time.perf_counter()
+            fn()
+            synchronize(device)
+            samples[name].append((time.perf_counter() - t0) * 1e3)
+        rounds, elapsed = len(next(iter(samples.values()))), time.perf_counter() - start
+        if timing.max_time_s is not None and elapsed >= timing.max_time_s and rounds >= 3:
+            break
+        if rounds >= timing.repeats and elapsed >= timing.min_time_s:
+            break
+    out = {}
+    for name, (set_up, fn) in runs.items():
+        set_up()
+        out[name] = {
+            "latency_ms": round(statistics.median(samples[name]), 4),
+            "latency_ms_min": round(min(samples[name]), 4),
+            "latency_ms_max": round(max(samples[name]), 4),
+            "peak_mem_mb": round(peak_memory_mb(fn, device), 2),
+        }
+    return out
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
 
 
 def output_psnr(x: torch.Tensor, ref: torch.Tensor) -> float:
@@ -140,14 +189,18 @@ def measure_variants(
         model.clear_cache()
         model.set_mode("full")
         model(*original_args)
-        for variant in sparse_variants:
+
+        def set_up(variant: str) -> None:
             # sige: the original engine's computation; sige_fast: each conv layer's faster algorithm, measured
             set_conv_algorithm(model, CONV_ALGORITHM[variant])
             if configure is not None:
                 configure(model, variant)
-            grid = VARIANT_GRID[variant]
-            model.set_masks(masks, block_grid=grid)
+            model.set_masks(masks, block_grid=VARIANT_GRID[variant])
             model.set_mode("sparse")
+
+        for variant in sparse_variants:
+            set_up(variant)
+            grid = VARIANT_GRID[variant]
             if CONV_ALGORITHM[variant] == "auto" and timing.enabled:
                 model(*edited_args)  # the per-layer measurements happen here, outside the timed passes
             row = {"variant": variant, "backend": backend, "block_grid": grid}
@@ -160,10 +213,14 @@ def measure_variants(
             paper, total = macs_by_convention(model, tuple(edited_args))
             row.update(macs=paper, macs_with_fused_attention=total)
             row["active_fraction"] = round(active_fraction(model, grid), 6)
-            row.update(timed(lambda: model(*edited_args), timing, device))
             row["cache_mb"] = round(model.cache_nbytes() / 2**20, 2)  # what the session holds besides the weights
             rows[variant] = row
-            model.set_mode("full")
+        # the sparse variants' latencies in interleaved rounds, so that `sige_fast` vs `sige` is not the drift of
+        # the machine between two blocks of repeats
+        runs = {v: (lambda v=v: set_up(v), lambda: model(*edited_args)) for v in sparse_variants}
+        for variant, columns in timed_rounds(runs, timing, device).items():
+            rows[variant].update(columns)
+        model.set_mode("full")
     set_conv_algorithm(model, "conv")
     model.clear_cache()
     model.set_mode("full")
