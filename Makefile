@@ -14,7 +14,7 @@ STAMP := $(VENV)/.sige-installed
 SOURCES := pyproject.toml engine/pyproject.toml engine/setup.py $(shell find engine/csrc -type f 2>/dev/null)
 export SIGE_DATA_MIRROR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
 
-.PHONY: install test lint reproduce-table reproduce-throughput reproduce-quality bench-engine figures gpu-check clean-venv
+.PHONY: install test lint reproduce-table reproduce-throughput check-memory reproduce-quality bench-engine figures gpu-check clean-venv
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ reproduce-table: $(STAMP)
 reproduce-throughput: $(STAMP)
 	$(PY) scripts/run.py -m task=throughput model=engine_conv,ddpm_church256 edit=synthetic edit.area=0.02 \
 		task.max_batch=8 $(ARGS)
+
+# peak_mem_mb checked against the resident-set growth of a fresh process (results/memory.csv, a TABLE.md section)
+check-memory: $(STAMP)
+	$(PY) scripts/run.py task=memory model=sd14 component=unet edit=sd_sdedit0 $(ARGS)
+	$(PY) scripts/run.py task=memory model=ddpm_church256 edit=church_example $(ARGS)
 
 reproduce-quality: $(STAMP)
 	$(PY) scripts/reproduce_quality.py

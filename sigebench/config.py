@@ -27,6 +27,7 @@ TASK_KEYS = {
     "generate": {"name", "_target_", "out_dir", "variants", "seed", "block_grid", "prompt", "negative_prompt",
                  "refiner_weights"},
     "throughput": {"name", "_target_", "batch_sizes", "max_batch", "memory_fraction", "edits", "output"},
+    "memory": {"name", "_target_", "output", "timeout_s"},
     "quality": {"name", "_target_", "out_dir", "output", "metrics", "references", "masked", "allow_random_weights",
                 "block_grid", "seed", "fid_stats", "inception", "alexnet", "drn_weights"},
 }  # fmt: skip

@@ -183,9 +183,11 @@ def render_table(
     published: pd.DataFrame,
     links: dict[tuple[str, str, str], dict],
     throughput: pd.DataFrame | None = None,
+    memory: pd.DataFrame | None = None,
 ) -> str:
     """TABLE.md from the measured rows, the published figures and each case's link to them
-    (``(model, component, edit) -> {"model", "case", "dense_only"}``), and the throughput rows if any."""
+    (``(model, component, edit) -> {"model", "case", "dense_only"}``), and the throughput and memory-check
+    rows if any."""
     rows = latest(rows)
     lines = list(HEADER)
     for key, group in rows.groupby(GROUP, sort=True):
@@ -224,6 +226,10 @@ def render_table(
         from sigebench.throughput import throughput_section
 
         lines += throughput_section(throughput)
+    if memory is not None and not memory.empty:
+        from sigebench.memory import memory_section
+
+        lines += memory_section(memory)
     return "\n".join(lines) + "\n"
 
 
@@ -235,17 +241,19 @@ def write_table(
     throughput_csv: str | os.PathLike[str] | None = None,
 ) -> str:
     """Render and write TABLE.md (atomically); returns the text. The throughput rows come from
-    ``throughput_csv`` (default: ``throughput.csv`` beside the table, when its shards exist)."""
+    ``throughput_csv`` (default: ``throughput.csv`` beside the table, when its shards exist), the memory-check
+    rows from ``memory.csv`` beside the table."""
     from sigebench.results import ResultsStore
 
     tp_csv = Path(throughput_csv) if throughput_csv else Path(out_md).with_name("throughput.csv")
     throughput = ResultsStore(tp_csv).frame()
+    memory = ResultsStore(Path(out_md).with_name("memory.csv")).frame()
     published = (
         read_published(published_csv)
         if Path(published_csv).exists()
         else pd.DataFrame(columns=["model", "setting", "edit", "case", "variant", "macs_g", "device", "latency"])
     )
-    text = render_table(rows, published, dict(links), throughput)
+    text = render_table(rows, published, dict(links), throughput, memory)
     out = Path(out_md)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")

@@ -45,3 +45,35 @@ def test_timing_off_gives_empty_columns_and_runs_nothing():
 def test_bad_repeats_is_an_error():
     with pytest.raises(ValueError, match="repeats"):
         timed_rounds(_runs([]), Timing(repeats=0), "cpu")
+
+
+def test_dense_repeats_are_split_around_the_sparse_rounds(monkeypatch):
+    """With sparse variants, half the dense calls are timed before their rounds and the rest after them."""
+    import torch
+
+    from sigebench import variants as V
+
+    calls = []
+    real_rounds = V.timed_rounds
+
+    def rounds(runs, timing, device):
+        calls.append("sparse rounds")
+        return real_rounds(runs, timing, device)
+
+    def dense_calls(fn, timing, device, count, warmup):
+        calls.append(("dense", count))
+        return [1.0] * count
+
+    monkeypatch.setattr(V, "timed_rounds", rounds)
+    monkeypatch.setattr(V, "timed_calls", dense_calls)
+    from sigebench.engine_family import prepare
+
+    edit = {"name": "synthetic", "kind": "synthetic", "area": 0.03, "seed": 1, "families": ["all"]}
+    case = prepare({"name": "engine_conv", "family": "engine", "resolution": [64, 64]}, edit, "conv", "cpu",
+                   torch.float32, None)  # fmt: skip
+    rows = V.measure_variants(case.model, case.original, case.edited, case.masks, timing=Timing(warmup=0, repeats=5))
+    assert calls == [("dense", 3), "sparse rounds", ("dense", 2)]
+    assert rows[0]["latency_ms"] == 1.0 and rows[0]["peak_mem_mb"] is not None
+    calls.clear()
+    V.measure_variants(case.model, case.original, case.edited, case.masks, ["original"], Timing(warmup=0, repeats=5))
+    assert calls == [("dense", 5)]
