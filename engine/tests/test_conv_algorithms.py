@@ -61,11 +61,12 @@ def test_auto_measures_once_per_shape_and_keeps_the_choice(monkeypatch):
     CHOICES.clear()
     calls = []
     real = conv_algorithms._time
-    monkeypatch.setattr(conv_algorithms, "_time", lambda fn, device, repeats=3: calls.append(1) or real(fn, device, 1))
+    monkeypatch.setattr(conv_algorithms, "_time", lambda fns, device, repeats=5: calls.append(sorted(fns))
+                        or real(fns, device, 1))  # fmt: skip
     with torch.no_grad():
         model(x1)
         model(x1)
-    assert len(calls) == 2 and len(CHOICES) == 1  # both candidates timed once, for the one conv shape
+    assert calls == [["conv", "gemm"]] and len(CHOICES) == 1  # both candidates timed once, for the one conv shape
     ((key, choice),) = CHOICES.items()
     assert choice in ("conv", "gemm") and json.loads(key)[0] == "cpu"
     CHOICES[key] = "gemm"  # a remembered choice is used as it is
@@ -73,7 +74,26 @@ def test_auto_measures_once_per_shape_and_keeps_the_choice(monkeypatch):
     monkeypatch.setitem(conv_algorithms.RUN, "gemm", lambda layer, x: ran.append(1) or conv_algorithms.gemm(layer, x))
     with torch.no_grad():
         model(x1)
-    assert ran == [1] and len(calls) == 2
+    assert ran == [1] and len(calls) == 1
+
+
+@pytest.mark.parametrize(("gemm_s", "expected"), [(0.85, "gemm"), (0.95, "conv"), (1.2, "conv")])
+def test_auto_keeps_conv_unless_gemm_is_clearly_faster(monkeypatch, gemm_s, expected):
+    model, x1, _ = sparse_conv_case()
+    set_conv_algorithm(model, "auto")
+    CHOICES.clear()
+    monkeypatch.setattr(conv_algorithms, "_time", lambda fns, device, repeats=5: {"conv": 1.0, "gemm": gemm_s})
+    with torch.no_grad():
+        model(x1)
+    assert list(CHOICES.values()) == [expected]
+
+
+def test_candidates_are_timed_in_alternation():
+    order = []
+    fns = {"conv": lambda: order.append("conv"), "gemm": lambda: order.append("gemm")}
+    out = conv_algorithms._time(fns, torch.device("cpu"), repeats=3)
+    assert set(out) == {"conv", "gemm"} and all(t >= 0 for t in out.values())
+    assert order == ["conv", "gemm"] * 4  # warm-up, then 3 alternating rounds
 
 
 def test_choices_persist_per_machine(tmp_path, monkeypatch):
