@@ -119,3 +119,18 @@ def test_unknown_algorithm_is_refused_and_grouped_convs_keep_the_conv():
     set_conv_algorithm(model, "gemm")
     assert layer.algorithm == "conv"
     assert conv_algorithms.candidates(layer) == ("conv",)
+
+
+def test_auto_does_not_rebuild_the_key_on_every_call(monkeypatch):
+    model, x1, _ = sparse_conv_case()
+    set_conv_algorithm(model, "auto")
+    CHOICES.clear()
+    keys = []
+    real = conv_algorithms.layer_key
+    monkeypatch.setattr(conv_algorithms, "layer_key", lambda layer, x: keys.append(1) or real(layer, x))
+    with torch.no_grad():
+        first = model(x1).clone()
+        n = len(keys)
+        again = model(x1)
+    assert n >= 1 and len(keys) == n  # the second pass used each layer's remembered choice
+    torch.testing.assert_close(again, first)
