@@ -143,8 +143,11 @@ def test_data_root_under_a_file_is_one_line(tmp_path):
 
 def test_sigint_during_a_reproduce_run_says_what_was_finished(tmp_path):
     jobs = tmp_path / "jobs.yaml"
+    # the first job is quick; the others time for 5 s each, so the interrupt lands inside the second one
+    slow = ", timing.min_time_s=5"
     jobs.write_text("jobs:\n" + "".join(
-        f"  - overrides: [model=engine_conv, edit=synthetic, edit.area={a}]\n" for a in (0.01, 0.02, 0.03, 0.04, 0.05)
+        f"  - overrides: [model=engine_conv, edit=synthetic, edit.area={a}{slow if a > 0.01 else ''}]\n"
+        for a in (0.01, 0.02, 0.03, 0.04, 0.05)
     ))  # fmt: skip
     out = tmp_path / "eff.csv"
     p = subprocess.Popen(
